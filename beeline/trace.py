@@ -1,0 +1,419 @@
+"""Spans, traces and the tracer.
+
+One state model for threads and asyncio: the active span lives in a ContextVar. Each span
+remembers the span that was active when it started (`_return_to`), so the chain of active spans
+is an immutable linked list shared safely by every thread and task that copied the context.
+Finishing a span makes its `_return_to` active again, skipping spans already finished, so an
+out-of-order finish never leaves a stale span behind, and a trace started inside another trace
+gives the outer one back when it ends.
+
+The tracer never touches libhoney: a finished span of a kept trace is handed to `send_span`, a
+callable that the Beeline provides.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextvars import ContextVar
+from random import getrandbits
+from typing import Any, Callable, Optional
+
+from beeline.sampling import should_sample
+
+log = logging.getLogger("beeline")
+
+MAX_INT32 = float(2**32 - 1)
+SPAN_ID_BYTES = 8
+TRACE_ID_BYTES = 16
+
+# Serialises the read-modify-write of rollups and trace fields, which worker threads may do on
+# a trace they share with the request thread. Not taken on the per-span path.
+_shared_trace_lock = threading.Lock()
+
+current_span_var: ContextVar[Optional["Span"]] = ContextVar("beeline_current_span", default=None)
+_get_current = current_span_var.get
+_set_current = current_span_var.set
+
+W3C_KEYS = ("traceflags", "tracestate")
+
+
+def generate_trace_id() -> str:
+    """32 lowercase hex characters (128 random bits), valid as a W3C trace id."""
+    return "%032x" % getrandbits(128)
+
+
+def generate_span_id() -> str:
+    """16 lowercase hex characters (64 random bits), valid as a W3C span id."""
+    return "%016x" % getrandbits(64)
+
+
+class Trace:
+    """What the spans of one trace share: its id, trace fields, rollup totals, the sampling
+    decision, the upstream dataset and W3C state. Shared by reference, never copied."""
+
+    __slots__ = ("id", "dataset", "fields", "rollup_fields", "sampled", "w3c", "outer")
+
+    def __init__(self, trace_id: str, dataset: Optional[str] = None, sampled: bool = True) -> None:
+        self.id = trace_id
+        self.dataset = dataset
+        self.fields: dict = {}
+        self.rollup_fields: dict = {}
+        self.sampled = sampled
+        self.w3c: dict = {}
+        self.outer: Optional[Span] = None
+
+
+class Span:
+    """One unit of work. Its own fields are kept in a plain dict; the event sent for it is
+    assembled once, at finish, and only when its trace is kept."""
+
+    __slots__ = (
+        "trace",
+        "trace_id",
+        "parent_id",
+        "id",
+        "fields",
+        "rollup_fields",
+        "_is_root",
+        "_return_to",
+        "_start",
+        "_start_wall",
+        "_trace_fields_at_start",
+        "finished",
+        "sample_rate",
+    )
+
+    def __init__(
+        self,
+        trace: Trace,
+        parent_id: Optional[str],
+        span_id: str,
+        fields: dict,
+        is_root: bool = False,
+        return_to: Optional["Span"] = None,
+    ) -> None:
+        self.trace = trace
+        self.trace_id = trace.id
+        self.parent_id = parent_id
+        self.id = span_id
+        self.fields = fields
+        self.rollup_fields: Optional[dict] = None
+        self._is_root = is_root
+        self._return_to = return_to
+        self._trace_fields_at_start = trace.fields.copy() if trace.fields else None
+        self.finished = False
+        self.sample_rate: Optional[int] = None
+        self._start_wall = time.time()
+        self._start = time.perf_counter()
+
+    def add_context_field(self, name: str, value: Any) -> None:
+        self.fields[name] = value
+
+    def add_context(self, data: dict) -> None:
+        self.fields.update(data)
+
+    def remove_context_field(self, name: str) -> None:
+        self.fields.pop(name, None)
+
+    def is_root(self) -> bool:
+        return self._is_root
+
+    @property
+    def event(self) -> "SpanFieldsView":
+        """Compatibility with code written for the reference, where a span carried a libhoney
+        Event: `span.event.add_field(...)`, `span.event.fields()`, `span.event.sample_rate`."""
+        return SpanFieldsView(self)
+
+    @property
+    def start_time(self) -> float:
+        """Wall-clock start, seconds since the epoch."""
+        return self._start_wall
+
+    def __repr__(self) -> str:
+        return f"<Span {self.fields.get('name', '')!r} trace={self.trace_id} id={self.id} parent={self.parent_id}>"
+
+
+class SpanFieldsView:
+    __slots__ = ("_span",)
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def fields(self) -> dict:
+        return self._span.fields
+
+    def add_field(self, name: str, value: Any) -> None:
+        self._span.fields[name] = value
+
+    def add(self, data: dict) -> None:
+        self._span.fields.update(data)
+
+    @property
+    def sample_rate(self) -> Optional[int]:
+        return self._span.sample_rate
+
+    @sample_rate.setter
+    def sample_rate(self, rate: int) -> None:
+        self._span.sample_rate = rate
+
+
+def active_span() -> Optional[Span]:
+    """The innermost unfinished span of this context, or None."""
+    span = _get_current()
+    while span is not None and span.finished:
+        span = span._return_to
+    return span
+
+
+def _unfinished(span: Optional[Span]) -> Optional[Span]:
+    while span is not None and span.finished:
+        span = span._return_to
+    return span
+
+
+class Tracer:
+    """The state API of the reference's Tracer, over the ContextVar state.
+
+    `send_span(span)` is called for every finished span of a kept trace; `sample_rate` decides
+    which traces are kept when no sampler hook is set.
+    """
+
+    def __init__(self, send_span: Callable[[Span], None], sample_rate: int = 1, decide_per_span: bool = False):
+        self._send_span = send_span
+        self.sample_rate = sample_rate
+        # With a sampler hook the user decides per span at finish, so every trace is "kept" here.
+        self._decide_per_span = decide_per_span
+        self.presend_hook = None
+        self.sampler_hook = None
+        self.http_trace_parser_hook: Optional[Callable] = None
+        self.http_trace_propagation_hook: Optional[Callable] = None
+        self.propagate_dataset = True
+
+    # ---- starting and finishing -------------------------------------------------------------
+
+    def start_trace(
+        self,
+        context: Optional[dict] = None,
+        trace_id: Optional[str] = None,
+        parent_span_id: Optional[str] = None,
+        dataset: Optional[str] = None,
+    ) -> Span:
+        trace_id = trace_id or generate_trace_id()
+        sampled = self._decide_per_span or self.sample_rate == 1 or should_sample(trace_id, self.sample_rate)
+        trace = Trace(trace_id, dataset, sampled)
+        outer = active_span()
+        trace.outer = outer
+        fields = dict(context) if context else {}
+        fields["meta.span_type"] = "subroot" if parent_span_id else "root"
+        span = Span(trace, parent_span_id, generate_span_id(), fields, True, outer)
+        _set_current(span)
+        return span
+
+    def start_span(
+        self, context: Optional[dict] = None, parent_id: Optional[str] = None, is_root_span: bool = False
+    ) -> Optional[Span]:
+        current = active_span()
+        if current is None:
+            return None
+        span = Span(
+            current.trace,
+            parent_id or current.id,
+            generate_span_id(),
+            dict(context) if context else {},
+            is_root_span,
+            current,
+        )
+        _set_current(span)
+        return span
+
+    def open_detached_span(self, context: Optional[dict], parent: Span) -> Span:
+        """A child of `parent` that does not become the active span of this context (used for
+        generators, whose spans must not adopt the consumer's spans)."""
+        return Span(parent.trace, parent.id, generate_span_id(), dict(context) if context else {}, False, parent)
+
+    def finish_span(self, span: Optional[Span]) -> None:
+        if span is None or span.finished:
+            return
+        span.finished = True
+        if _get_current() is span:
+            _set_current(_unfinished(span._return_to))
+        if span.trace.sampled:
+            self._send_span(span)
+
+    def finish_trace(self, span: Optional[Span]) -> None:
+        if span is None:
+            return
+        self.finish_span(span)
+        # Everything of this trace leaves the context, whatever was left open inside it; a trace
+        # that was active before this one (explicit trace_id inside a trace) is active again.
+        current = active_span()
+        if current is not None and (current.trace is span.trace or _descends_from(current, span.trace)):
+            _set_current(_unfinished(span.trace.outer))
+
+    # ---- fields ---------------------------------------------------------------------------------
+
+    def add_context_field(self, name: str, value: Any) -> None:
+        span = active_span()
+        if span is not None:
+            span.fields[name] = value
+
+    def add_context(self, data: dict) -> None:
+        span = active_span()
+        if span is not None:
+            span.fields.update(data)
+
+    def remove_context_field(self, name: str) -> None:
+        span = active_span()
+        if span is not None:
+            span.fields.pop(name, None)
+
+    def add_rollup_field(self, name: str, value: Any) -> None:
+        span = active_span()
+        if span is None:
+            log.debug("add_rollup_field(%r) outside a trace is ignored", name)
+            return
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            log.warning("add_rollup_field(%r): value %r is not a number; ignored", name, value)
+            return
+        trace_key = "rollup." + str(name)
+        with _shared_trace_lock:
+            if span.rollup_fields is None:
+                span.rollup_fields = {}
+            span.rollup_fields[name] = span.rollup_fields.get(name, 0.0) + number
+            rollups = span.trace.rollup_fields
+            rollups[trace_key] = rollups.get(trace_key, 0.0) + number
+
+    def add_trace_field(self, name: Any, value: Any) -> None:
+        span = active_span()
+        if span is None:
+            return
+        key = trace_field_key(name)
+        span.fields[key] = value
+        with _shared_trace_lock:
+            span.trace.fields[key] = value
+
+    def remove_trace_field(self, name: Any) -> None:
+        span = active_span()
+        if span is None:
+            return
+        key = trace_field_key(name)
+        span.fields.pop(key, None)
+        with _shared_trace_lock:
+            span.trace.fields.pop(key, None)
+
+    # ---- inspection -----------------------------------------------------------------------------
+
+    def get_active_span(self) -> Optional[Span]:
+        return active_span()
+
+    def get_active_trace_id(self) -> Optional[str]:
+        span = active_span()
+        return span.trace_id if span is not None else None
+
+    # ---- propagation ----------------------------------------------------------------------------
+
+    def get_propagation_context(self):
+        from beeline.propagation import PropagationContext
+
+        span = active_span()
+        if span is None:
+            return None
+        trace = span.trace
+        fields = dict(trace.fields)
+        fields.update(trace.w3c)
+        return PropagationContext(trace.id, span.id, fields)
+
+    def parse_http_trace(self, request):
+        hook = self.http_trace_parser_hook
+        if hook is None:
+            return None
+        return hook(request)
+
+    def propagate_and_start_trace(self, context: Optional[dict], request) -> Span:
+        """Start a trace that continues the caller's, as the parser hook reads it from the request.
+
+        Unlike the reference (which returned before this step since 2.13.0), the propagated trace
+        fields become trace fields of this service again, and W3C flags and state are kept for
+        the next hop. A hook that raises, or returns something unusable, starts a fresh trace.
+        """
+        context = dict(context) if context else {}
+        try:
+            parsed = self.parse_http_trace(request)
+        except Exception as exc:  # a custom hook must never break the request
+            log.warning("http_trace_parser_hook raised %r; starting a new trace", exc)
+            context["parser_hook_error"] = repr(type(exc))
+            return self.start_trace(context)
+        if not parsed:
+            return self.start_trace(context)
+        try:
+            trace_id = parsed.trace_id
+            parent_id = parsed.parent_id
+            propagated = dict(parsed.trace_fields or {})
+            dataset = getattr(parsed, "dataset", None) if self.propagate_dataset else None
+        except Exception as exc:
+            log.warning("http_trace_parser_hook returned %r, not a PropagationContext (%r)", type(parsed), exc)
+            return self.start_trace(context)
+        span = self.start_trace(context, trace_id or None, parent_id or None, dataset or None)
+        trace = span.trace
+        for key, value in propagated.items():
+            if key in W3C_KEYS:
+                if value is not None:
+                    trace.w3c[key] = value
+                continue
+            field_key = trace_field_key(key)
+            trace.fields[field_key] = value
+            span.fields[field_key] = value
+        return span
+
+    def marshal_trace_context(self) -> Optional[str]:
+        from beeline.propagation.honeycomb import marshal_propagation_context
+
+        ctx = self.get_propagation_context()
+        if ctx is None:
+            return None
+        return marshal_propagation_context(ctx, propagate_dataset=False)
+
+    def register_hooks(self, presend=None, sampler=None, http_trace_parser=None, http_trace_propagation=None):
+        self.presend_hook = presend
+        self.sampler_hook = sampler
+        self.http_trace_parser_hook = http_trace_parser
+        self.http_trace_propagation_hook = http_trace_propagation
+
+
+def trace_field_key(name: Any) -> str:
+    """Trace fields live under `app.`; a name that already has the prefix keeps it."""
+    if isinstance(name, str):
+        return name if name.startswith("app.") else "app." + name
+    return "app.%s" % (name,)
+
+
+def _descends_from(span: Span, trace: Trace) -> bool:
+    """True when `span` belongs to a trace started while `trace` was active (nested traces)."""
+    seen = span.trace
+    while seen is not None and seen is not trace:
+        outer = seen.outer
+        seen = outer.trace if outer is not None else None
+    return seen is trace
+
+
+# ---- deprecated helpers kept for code written against the reference ------------------------------
+
+
+def marshal_trace_context(trace_id: str, parent_id: str, context: dict) -> str:
+    """DEPRECATED: an `X-Honeycomb-Trace` v1 value. Use the propagation hooks instead."""
+    from beeline.propagation import PropagationContext
+    from beeline.propagation.honeycomb import marshal_propagation_context
+
+    ctx = PropagationContext(trace_id, parent_id, dict(context or {}))
+    return marshal_propagation_context(ctx, propagate_dataset=False)
+
+
+def unmarshal_trace_context(trace_header: str):
+    """DEPRECATED: (trace_id, parent_id, context) from an `X-Honeycomb-Trace` value."""
+    from beeline.propagation.honeycomb import unmarshal_propagation_context
+
+    return unmarshal_propagation_context(trace_header)
