@@ -1,0 +1,319 @@
+"""Draw traces as text waterfalls.
+
+Every line is composed from plain segments first and coloured last, so column widths are
+counted on visible characters and plain output is the coloured output minus the escapes. All
+text that came from the file is cleaned of control characters: a span name must not be able to
+move the cursor or recolour the user's terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .reading import DRAWN_FIELDS, ID_FIELDS, UTC, Span
+from .tree import MISSING_PARENT, PARENT_LOOP, Trace
+
+RESET = "\x1b[0m"
+BOLD, DIM, RED, YELLOW = "1", "2", "31", "33"
+SERVICE_COLOURS = ("36", "35", "34", "32", "33", "96", "95", "94")
+
+_CONTROL = {code: "?" for code in list(range(32)) + [127] + list(range(0x80, 0xA0))}
+_CONTROL.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
+
+HIDDEN_FIELDS = frozenset(ID_FIELDS + DRAWN_FIELDS)
+
+
+class Glyphs:
+    """Drawing characters; ASCII stand-ins when the output encoding has no box drawing."""
+
+    def __init__(self, unicode: bool) -> None:
+        if unicode:
+            self.branch, self.last, self.pipe, self.space = "├─ ", "└─ ", "│  ", "   "
+            self.bar, self.tick, self.error, self.more = "█", "▏", "✗", "…"
+        else:
+            self.branch, self.last, self.pipe, self.space = "|- ", "`- ", "|  ", "   "
+            self.bar, self.tick, self.error, self.more = "#", "|", "x", "~"
+
+
+def encoding_has_glyphs(encoding: str | None) -> bool:
+    try:
+        "├─└│█▏✗…".encode(encoding or "ascii")
+    except (LookupError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def clean(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def fit(text: str, width: int, more: str) -> str:
+    """Cut `text` to `width` characters, marking the cut."""
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text
+    return text[: width - 1] + more
+
+
+def format_ms(value: float | None) -> str:
+    return "? ms" if value is None else f"{value:.2f} ms"
+
+
+def format_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "time unknown"
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
+
+
+class Renderer:
+    """Turns traces and standalone events into lines of at most `width` visible characters."""
+
+    def __init__(
+        self,
+        width: int = 100,
+        color: bool = False,
+        unicode: bool = True,
+        show_fields: bool = False,
+    ) -> None:
+        self.width = max(40, width)
+        self.color = color
+        self.glyphs = Glyphs(unicode)
+        self.show_fields = show_fields
+        self._service_colours: dict[str, str] = {}
+
+    # -- colour -------------------------------------------------------------------------------
+
+    def paint(self, text: str, *codes: str) -> str:
+        if not self.color or not codes or not text:
+            return text
+        return f"\x1b[{';'.join(codes)}m{text}{RESET}"
+
+    def _service_colour(self, service: str) -> str:
+        colour = self._service_colours.get(service)
+        if colour is None:
+            colour = SERVICE_COLOURS[len(self._service_colours) % len(SERVICE_COLOURS)]
+            self._service_colours[service] = colour
+        return colour
+
+    # -- traces -------------------------------------------------------------------------------
+
+    def trace(self, trace: Trace, note: str = "") -> list[str]:
+        """The waterfall of one trace: header, column titles, one line per span."""
+        g = self.glyphs
+        rows = trace.rows()
+        t0 = trace.start
+        total_ms = trace.duration_ms
+        error_count = trace.error_count
+
+        services = trace.services
+        facts = [
+            format_time(t0),
+            format_ms(total_ms),
+            _plural(len(trace.spans), "span"),
+            _plural(len(services), "service"),
+        ]
+        if error_count:
+            facts.append(_plural(error_count, "error"))
+        if not trace.has_root:
+            facts.append("no root span")
+        if note:
+            facts.append(note)
+        title = clean(f"trace {trace.trace_id}")
+        summary = "  ".join(facts)
+        if len(title) + 2 + len(summary) <= self.width:
+            lines = [self.paint(f"{title}  {summary}", BOLD)]
+        else:  # a long id or many facts: two lines rather than losing the end of either
+            lines = [
+                self.paint(fit(title, self.width, g.more), BOLD),
+                self.paint(fit("  " + summary, self.width, g.more), BOLD),
+            ]
+
+        # Name cells first: their natural width decides how much room the bars get.
+        # Guides are joined over the last `deep` levels only: a pathological chain thousands of
+        # spans deep would otherwise cost quadratic time, and its guides get cut anyway.
+        deep = self.width // 3
+        cells = []
+        cont: list[str] = []
+        for row in rows:
+            del cont[row.depth :]
+            first = max(1, row.depth - deep)
+            if row.depth == 0:
+                prefix = ""
+            else:
+                prefix = "".join(cont[first : row.depth]) + (g.last if row.is_last else g.branch)
+            cont.append(g.space if row.is_last else g.pipe)
+            tag = ""
+            if row.mark == MISSING_PARENT:
+                tag = f" [parent {clean(row.span.parent_id or '')[:8]} missing]"
+            elif row.mark == PARENT_LOOP:
+                tag = " [parent loop]"
+            marker = g.error + " " if row.span.error is not None else ""
+            cells.append((prefix, marker, clean(row.span.name), tag, "".join(cont[first:])))
+
+        durations = [format_ms(row.span.duration_ms) for row in rows]
+        dur_w = max([len("duration")] + [len(d) for d in durations])
+        svc_names = [clean(row.span.service) or "-" for row in rows]
+        svc_w = min(max([len("service")] + [len(s) for s in svc_names]), 24 if self.width >= 80 else 12)
+        natural = max([len("span")] + [sum(map(len, c[:4])) for c in cells])
+        available = self.width - svc_w - dur_w - 6
+        bar_min = max(10, int(available * 0.4))
+        name_w = max(12, min(natural, available - bar_min))
+        bar_w = max(4, available - name_w)
+
+        axis_left, axis_right = "0", format_ms(total_ms)
+        axis = axis_left + " " * max(1, bar_w - len(axis_left) - len(axis_right)) + axis_right
+        titles = f"{'span':<{name_w}}  {'service':<{svc_w}}  {'duration':>{dur_w}}  {axis}"
+        lines.append(self.paint(titles, DIM))
+
+        span_s = total_ms / 1000.0
+        for index, row in enumerate(rows):
+            span = row.span
+            prefix, marker, name, tag, child_guides = cells[index]
+            prefix, name, tag = _fit_name(prefix, marker, name, tag, name_w, g.more)
+            pad = " " * (name_w - len(prefix) - len(marker) - len(name) - len(tag))
+            failed = span.error is not None
+            colour = self._service_colour(span.service)
+            bar = self._bar(span, t0, span_s, bar_w)
+            lines.append(
+                self.paint(prefix, DIM)
+                + self.paint(marker, RED, BOLD)
+                + (self.paint(name, RED, BOLD) if failed else name)
+                + self.paint(tag, YELLOW)
+                + pad
+                + "  "
+                + self.paint(fit(svc_names[index], svc_w, g.more).ljust(svc_w), colour)
+                + "  "
+                + durations[index].rjust(dur_w)
+                + "  "
+                + self.paint(bar.rstrip(), RED if failed else colour)
+            )
+            has_children = index + 1 < len(rows) and rows[index + 1].depth > row.depth
+            under = child_guides + (g.pipe if has_children else g.space)
+            if failed:
+                text = fit(clean(span.error or ""), self.width - len(under) - 2, g.more)
+                lines.append(self.paint(under, DIM) + "  " + self.paint(text, RED))
+            if self.show_fields:
+                lines.extend(self._fields(span, under + "  "))
+        return [line.rstrip() for line in lines]
+
+    def _bar(self, span: Span, t0: float | None, total_s: float, width: int) -> str:
+        g = self.glyphs
+        if t0 is None or span.start is None:
+            return g.tick
+        if total_s <= 0:
+            return g.bar if span.duration_ms is not None else g.tick
+        begin = int((span.start - t0) / total_s * width)
+        begin = min(max(begin, 0), width - 1)
+        if span.duration_ms is None:
+            return " " * begin + g.tick
+        end = round((span.end - t0) / total_s * width)
+        end = min(max(end, begin + 1), width)
+        return " " * begin + g.bar * (end - begin)
+
+    def _fields(self, span: Span, indent: str) -> list[str]:
+        out = []
+        keys = sorted(k for k in span.fields if k not in HIDDEN_FIELDS)
+        room = self.width - len(indent)
+        for key in keys:
+            label = clean(key) + ": "
+            value = fit(_show(span.fields[key]), max(room - len(label), 8), self.glyphs.more)
+            out.append(self.paint(indent, DIM) + self.paint(label, DIM) + value)
+        return out
+
+    # -- standalone events and summary ---------------------------------------------------------
+
+    def standalone(self, events: Sequence[Span]) -> list[str]:
+        """Events sent outside any trace (e.g. `send_now`), one line each."""
+        g = self.glyphs
+        lines = [self.paint(f"standalone events (no trace id): {len(events)}", BOLD)]
+        svc_w = min(max([len("service")] + [len(clean(e.service) or "-") for e in events]), 24)
+        for event in events:
+            failed = event.error is not None
+            when = format_time(event.start)
+            service = fit(clean(event.service) or "-", svc_w, g.more).ljust(svc_w)
+            duration = "" if event.duration_ms is None else "  " + format_ms(event.duration_ms)
+            marker = g.error + " " if failed else ""
+            room = self.width - len(when) - svc_w - len(duration) - len(marker) - 4
+            name = fit(clean(event.name), max(room, 8), g.more)
+            lines.append(
+                self.paint(when, DIM)
+                + "  "
+                + self.paint(service, self._service_colour(event.service))
+                + "  "
+                + self.paint(marker, RED, BOLD)
+                + (self.paint(name, RED, BOLD) if failed else name)
+                + duration
+            )
+            if failed:
+                text = fit(clean(event.error or ""), self.width - 4, g.more)
+                lines.append("    " + self.paint(text, RED))
+            if self.show_fields:
+                lines.extend(self._fields(event, "    "))
+        return [line.rstrip() for line in lines]
+
+    def summary(
+        self,
+        traces: int,
+        spans: int,
+        standalone: int,
+        errors: int,
+        shown: int,
+        broken: int,
+        broken_linenos: Sequence[int],
+    ) -> str:
+        """The closing line: what was read, what was shown, what had to be skipped."""
+        parts = [_plural(traces, "trace"), _plural(spans, "span"), _plural(standalone, "standalone event")]
+        if errors:
+            parts.append(_plural(errors, "error"))
+        text = ", ".join(parts)
+        if shown != traces:
+            text += f" (showing {shown} {'trace' if shown == 1 else 'traces'})"
+        result = self.paint(text, DIM)
+        if broken:
+            where = ", ".join(str(n) for n in broken_linenos[:5])
+            if broken > 5:
+                where += ", ..."
+            word = "line" if broken == 1 else "lines"
+            result += self.paint(f"; skipped {broken} broken {word} (line {where})", YELLOW)
+        return result
+
+
+def _fit_name(
+    prefix: str, marker: str, name: str, tag: str, width: int, more: str
+) -> tuple[str, str, str]:
+    """Shorten a name cell: first the name (to 8 chars), then the tree guides, then the tag."""
+    excess = len(prefix) + len(marker) + len(name) + len(tag) - width
+    if excess <= 0:
+        return prefix, name, tag
+    keep = max(len(name) - excess, min(len(name), 8))
+    name = fit(name, keep, more)
+    excess = len(prefix) + len(marker) + len(name) + len(tag) - width
+    if excess > 0 and prefix:
+        keep = max(len(prefix) - excess, min(len(prefix), 4))
+        prefix = more + prefix[len(prefix) - keep + 1 :] if keep < len(prefix) else prefix
+        excess = len(prefix) + len(marker) + len(name) + len(tag) - width
+    if excess > 0 and tag:
+        tag = fit(tag, max(len(tag) - excess, 0), more)
+        excess = len(prefix) + len(marker) + len(name) + len(tag) - width
+    if excess > 0:
+        name = fit(name, max(len(name) - excess, 1), more)
+    return prefix, name, tag
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return clean(value)
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = str(value)
+    return clean(text)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
