@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import beeline.propagation as propagation
@@ -50,7 +53,16 @@ class TestPropagationContext:
 
 
 def test_propagate_dataset_is_a_plain_true_bool() -> None:
-    assert propagation.propagate_dataset is True
+    # init() may have set it for this process already, so look at a fresh interpreter too.
+    assert isinstance(propagation.propagate_dataset, bool)
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import beeline.propagation as p; print(repr(p.propagate_dataset))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert fresh.stdout.strip() == "True"
 
 
 class TestRequestInterface:
