@@ -80,12 +80,6 @@ class Span:
         """True for a span that begins the trace in its service (a root or a subroot)."""
         return self.parent_id is None or self.span_type in ROOT_SPAN_TYPES
 
-    @property
-    def end(self) -> float | None:
-        if self.start is None:
-            return None
-        return self.start + (self.duration_ms or 0.0) / 1000.0
-
     def __repr__(self) -> str:  # for test failure messages
         return f"Span({self.name!r}, trace={self.trace_id}, id={self.span_id}, parent={self.parent_id})"
 

@@ -115,8 +115,9 @@ class Renderer:
             format_time(t0),
             format_ms(total_ms),
             _plural(len(trace.spans), "span"),
-            _plural(len(services), "service"),
         ]
+        if len(services) > 1:
+            facts.append(_plural(len(services), "service"))
         if error_count:
             facts.append(_plural(error_count, "error"))
         if not trace.has_root:
@@ -170,7 +171,6 @@ class Renderer:
         titles = f"{'span':<{name_w}}  {'service':<{svc_w}}  {'duration':>{dur_w}}  {axis}"
         lines.append(self.paint(titles, DIM))
 
-        span_s = total_ms / 1000.0
         for index, row in enumerate(rows):
             span = row.span
             prefix, marker, name, tag, child_guides = cells[index]
@@ -178,7 +178,7 @@ class Renderer:
             pad = " " * (name_w - len(prefix) - len(marker) - len(name) - len(tag))
             failed = span.error is not None
             colour = self._service_colour(span.service)
-            bar = self._bar(span, t0, span_s, bar_w)
+            bar = self._bar(span, t0, total_ms, bar_w)
             lines.append(
                 self.paint(prefix, DIM)
                 + self.paint(marker, RED, BOLD)
@@ -201,17 +201,17 @@ class Renderer:
                 lines.extend(self._fields(span, under + "  "))
         return [line.rstrip() for line in lines]
 
-    def _bar(self, span: Span, t0: float | None, total_s: float, width: int) -> str:
+    def _bar(self, span: Span, t0: float | None, total_ms: float, width: int) -> str:
         g = self.glyphs
         if t0 is None or span.start is None:
             return g.tick
-        if total_s <= 0:
+        if total_ms <= 0:
             return g.bar if span.duration_ms is not None else g.tick
-        begin = int((span.start - t0) / total_s * width)
-        begin = min(max(begin, 0), width - 1)
+        offset_ms = (span.start - t0) * 1000.0
+        begin = min(max(int(offset_ms / total_ms * width), 0), width - 1)
         if span.duration_ms is None:
             return " " * begin + g.tick
-        end = round((span.end - t0) / total_s * width)
+        end = round((offset_ms + span.duration_ms) / total_ms * width)
         end = min(max(end, begin + 1), width)
         return " " * begin + g.bar * (end - begin)
 

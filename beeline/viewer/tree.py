@@ -42,16 +42,16 @@ class Trace:
         return min(starts) if starts else None
 
     @property
-    def end(self) -> float | None:
-        ends = [s.end for s in self.spans if s.start is not None]
-        return max(ends) if ends else None
-
-    @property
     def duration_ms(self) -> float:
-        start, end = self.start, self.end
-        if start is None or end is None:
+        """From the first span's start to the last span's end."""
+        start = self.start
+        if start is None:
             return max((s.duration_ms or 0.0 for s in self.spans), default=0.0)
-        return (end - start) * 1000.0
+        # Offsets first, then durations added as written: epoch floats alone would turn a
+        # 100 ms root into 99.9999 ms.
+        return max(
+            (s.start - start) * 1000.0 + (s.duration_ms or 0.0) for s in self.spans if s.start is not None
+        )
 
     @property
     def services(self) -> list[str]:
