@@ -1,0 +1,26 @@
+"""Every test starts with no beeline configured and no active span, whatever the last one did."""
+
+import logging
+
+import pytest
+
+import beeline
+from beeline.internal import reset_warnings
+from beeline.trace import current_span_var
+
+
+@pytest.fixture(autouse=True)
+def _clean_beeline_state(monkeypatch):
+    for name in ("BEELINE_DISABLED", "BEELINE_TRACE_FILE", "HONEYCOMB_WRITEKEY", "HONEYCOMB_API_KEY",
+                 "HONEYCOMB_DATASET", "HONEYCOMB_SERVICE", "SERVICE_NAME", "PROCESS_EXECUTABLE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    beeline.close()
+    token = current_span_var.set(None)
+    reset_warnings()
+    logger = logging.getLogger("beeline")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    beeline.close()
+    current_span_var.reset(token)
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
