@@ -19,6 +19,13 @@ answered with a 2xx to a client that was still listening. Requests that were fai
 or answered after the client gave up are kept in ``rx.requests`` (with their ``outcome``) but
 their events are not delivered, so "nothing was delivered twice" can be asserted on
 ``rx.events`` alone.
+
+Each entry of ``rx.requests``: ``path`` (full, prefix included), ``headers`` (case-insensitive),
+``body`` (decoded JSON), ``gzip``, ``outcome`` ("ok", "fail", "reset", "delay", "abandoned",
+"status_array", "bad_request"), ``received_at`` (``time.monotonic()``) and ``client_port``
+(same port = same kept-alive connection). ``rx.max_in_flight`` is the most batch requests
+handled at once. Each entry of ``rx.events``: ``dataset`` (unquoted), ``time``, ``samplerate``,
+``data``, ``headers`` and ``status`` (the per-event status the receiver answered).
 """
 
 from __future__ import annotations
@@ -131,6 +138,8 @@ class LoopbackReceiver:
         self._plan: list[_Plan] = []
         self._conns: set = set()
         self._stopping = threading.Event()
+        self._in_flight = 0
+        self.max_in_flight = 0  # most batch requests handled at the same time so far
         self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self._server: _Server | None = None
@@ -277,6 +286,17 @@ class LoopbackReceiver:
             return self._plan.pop(0) if self._plan else None
 
     def _handle(self, h: _Handler) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            self._handle_batch(h)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _handle_batch(self, h: _Handler) -> None:
+        received_at = time.monotonic()
         match = _BATCH_PATH.match(h.path)
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
@@ -288,11 +308,11 @@ class LoopbackReceiver:
             payload = gzip.decompress(raw) if is_gzip else raw
             body = json.loads(payload.decode("utf-8"))
         except (OSError, ValueError) as exc:
-            self._record(h, None, is_gzip, "bad_request")
+            self._record(h, received_at, None, is_gzip, "bad_request")
             h._answer(400, json.dumps({"error": f"unreadable body: {exc}"}).encode())
             return
         if not isinstance(body, list):
-            self._record(h, body, is_gzip, "bad_request")
+            self._record(h, received_at, body, is_gzip, "bad_request")
             h._answer(400, b'{"error": "request body should be a JSON array"}')
             return
 
@@ -302,12 +322,12 @@ class LoopbackReceiver:
 
         if kind == "fail":
             assert plan is not None
-            self._record(h, body, is_gzip, "fail")
+            self._record(h, received_at, body, is_gzip, "fail")
             extra = {} if plan.retry_after is None else {"Retry-After": str(plan.retry_after)}
             h._answer(plan.status, json.dumps({"error": f"injected {plan.status}"}).encode(), extra)
             return
         if kind == "reset":
-            self._record(h, body, is_gzip, "reset")
+            self._record(h, received_at, body, is_gzip, "reset")
             self._reset(h)
             return
         if kind == "delay":
@@ -315,7 +335,7 @@ class LoopbackReceiver:
             self._stopping.wait(plan.seconds)
             if self._stopping.is_set() or self._peer_closed(h.connection):
                 # The client gave up (or we went down): nobody will read this answer.
-                self._record(h, body, is_gzip, "abandoned")
+                self._record(h, received_at, body, is_gzip, "abandoned")
                 h.close_connection = True
                 return
 
@@ -327,14 +347,15 @@ class LoopbackReceiver:
             statuses = [202] * len(body)
             answer = json.dumps([{"status": 202} for _ in body]).encode()
 
-        self._record(h, body, is_gzip, kind, dataset=dataset, statuses=statuses)
+        self._record(h, received_at, body, is_gzip, kind, dataset=dataset, statuses=statuses)
         h._answer(200, answer)
 
-    def _record(self, h: _Handler, body: Any, is_gzip: bool, outcome: str,
+    def _record(self, h: _Handler, received_at: float, body: Any, is_gzip: bool, outcome: str,
                 dataset: str | None = None, statuses: list[int | None] | None = None) -> None:
         headers = HeaderDict(h.headers.items())
         request = {"path": h.path, "headers": headers, "body": body, "gzip": is_gzip,
-                   "outcome": outcome}
+                   "outcome": outcome, "received_at": received_at,
+                   "client_port": h.client_address[1]}
         delivered = []
         if statuses is not None and isinstance(body, list):
             for item, status in zip(body, statuses + [None] * (len(body) - len(statuses))):

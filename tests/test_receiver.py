@@ -202,3 +202,17 @@ def test_wait_for_is_bounded_and_returns_what_arrived():
     with LoopbackReceiver() as rx:
         _post(rx, "/1/batch/d", _events(1))
         assert len(rx.wait_for(5, timeout=0.2)) == 1
+
+
+def test_requests_record_connection_arrival_and_concurrency():
+    with LoopbackReceiver() as rx:
+        conn = http.client.HTTPConnection("127.0.0.1", rx.port, timeout=5)
+        for _ in range(2):
+            conn.request("POST", "/1/batch/d", body=json.dumps(_events(1)).encode())
+            conn.getresponse().read()
+        conn.close()
+        _post(rx, "/1/batch/d", _events(1))
+        ports = [r["client_port"] for r in rx.requests]
+        assert ports[0] == ports[1] != ports[2]
+        assert rx.requests[0]["received_at"] <= rx.requests[1]["received_at"]
+        assert rx.max_in_flight == 1
