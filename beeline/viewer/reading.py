@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 # datetime.UTC only exists from Python 3.11; the package supports 3.9.
@@ -46,14 +46,14 @@ class Span:
         "service",
         "span_id",
         "span_type",
-        "start",
+        "start_us",
         "trace_id",
     )
 
     def __init__(
         self,
         fields: dict[str, Any],
-        start: float | None,
+        start_us: int | None,
         lineno: int,
         seq: int,
     ) -> None:
@@ -67,7 +67,9 @@ class Span:
         if service in (None, ""):
             service = fields.get("service.name")
         self.service = str(service) if service not in (None, "") else ""
-        self.start = start  # seconds since the epoch, UTC; None when the line had no usable time
+        # Microseconds since the epoch, UTC, as an int: exact, so offsets within a trace do not
+        # pick up float noise. None when the line had no usable time.
+        self.start_us = start_us
         self.duration_ms = _number(fields.get("duration_ms"))
         span_type = fields.get("meta.span_type")
         self.span_type = span_type if isinstance(span_type, str) else None
@@ -131,8 +133,8 @@ class LineParser:
         return Span(fields, start, self.lineno, self._seq)
 
 
-def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch for an ISO 8601 timestamp (``Z``, offset or naive = UTC)."""
+def parse_time(value: Any) -> int | None:
+    """Microseconds since the epoch for an ISO 8601 timestamp (``Z``, offset or naive = UTC)."""
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -143,17 +145,21 @@ def parse_time(value: Any) -> float | None:
             return _parse_time_slowly(value)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return (moment - _EPOCH) // _MICROSECOND
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         # Epoch seconds or milliseconds, as some other senders write them.
         number = float(value)
         if not math.isfinite(number) or number <= 0:
             return None
-        return number / 1000.0 if number > 1e11 else number
+        return round(number * 1000) if number > 1e11 else round(number * 1_000_000)
     return None
 
 
-def _parse_time_slowly(value: str) -> float | None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _parse_time_slowly(value: str) -> int | None:
     # Older Pythons' fromisoformat only takes 0, 3 or 6 fractional digits; other writers use
     # nanoseconds or a "+0000" offset. This covers them without a dependency.
     match = _ISO_RE.match(value)
@@ -167,14 +173,14 @@ def _parse_time_slowly(value: str) -> float | None:
         )
     except ValueError:
         return None
-    seconds = moment.timestamp()
+    micros = (moment - _EPOCH) // _MICROSECOND
     if fraction:
-        seconds += int(fraction) / 10 ** len(fraction)
+        micros += int(fraction[:6].ljust(6, "0"))  # beyond microseconds: cut, as fromisoformat does
     if zone and zone not in ("Z", "z"):
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return seconds
+        micros -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * 1_000_000
+    return micros
 
 
 def error_reason(fields: dict[str, Any]) -> str | None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .reading import DRAWN_FIELDS, ID_FIELDS, UTC, Span
-from .tree import MISSING_PARENT, PARENT_LOOP, Trace
+from .tree import MISSING_PARENT, PARENT_LOOP, Row, Trace
 
 RESET = "\x1b[0m"
 BOLD, DIM, RED, YELLOW = "1", "2", "31", "33"
@@ -63,11 +63,11 @@ def format_ms(value: float | None) -> str:
     return "? ms" if value is None else f"{value:.2f} ms"
 
 
-def format_time(epoch: float | None) -> str:
-    if epoch is None:
+def format_time(epoch_us: int | None) -> str:
+    if epoch_us is None:
         return "time unknown"
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"
+    moment = datetime.fromtimestamp(epoch_us // 1_000_000, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{epoch_us // 1000 % 1000:03d} UTC"
 
 
 class Renderer:
@@ -106,20 +106,70 @@ class Renderer:
         """The waterfall of one trace: header, column titles, one line per span."""
         g = self.glyphs
         rows = trace.rows()
-        t0 = trace.start
+        t0 = trace.start_us
         total_ms = trace.duration_ms
-        error_count = trace.error_count
+        lines = self._header(trace, total_ms, note)
 
+        cells = self._name_cells(rows)
+        durations = [format_ms(row.span.duration_ms) for row in rows]
+        services = [clean(row.span.service) or "-" for row in rows]
+        name_w, svc_w, dur_w, bar_w = self._columns(
+            max([len("span")] + [len(c[0]) + len(c[1]) + len(c[2]) + len(c[3]) for c in cells]),
+            max([len("service")] + [len(s) for s in services]),
+            max([len("duration")] + [len(d) for d in durations]),
+        )
+        right = format_ms(total_ms)
+        if bar_w >= len(right) + 2:
+            axis = "0" + " " * (bar_w - 1 - len(right)) + right
+        else:
+            axis = fit(right, bar_w, g.more)
+        titles = "  ".join(
+            [fit("span", name_w, g.more).ljust(name_w), fit("service", svc_w, g.more).ljust(svc_w),
+             "duration".rjust(dur_w), axis]
+        )
+        lines.append(self.paint(titles, DIM))
+
+        for index, row in enumerate(rows):
+            span = row.span
+            prefix, marker, name, tag, child_guides = cells[index]
+            prefix, name, tag = _fit_name(prefix, marker, name, tag, name_w, g.more)
+            pad = " " * (name_w - len(prefix) - len(marker) - len(name) - len(tag))
+            failed = span.error is not None
+            colour = self._service_colour(span.service)
+            bar = self._bar(span, t0, total_ms, bar_w)
+            lines.append(
+                self.paint(prefix, DIM)
+                + self.paint(marker, RED, BOLD)
+                + (self.paint(name, RED, BOLD) if failed else name)
+                + self.paint(tag, YELLOW)
+                + pad
+                + "  "
+                + self.paint(fit(services[index], svc_w, g.more).ljust(svc_w), colour)
+                + "  "
+                + durations[index].rjust(dur_w)
+                + "  "
+                + self.paint(bar.rstrip(), RED if failed else colour)
+            )
+            # Lines under a span (its error, its fields) carry the tree's guides on, so the
+            # line down to the span's children is not broken.
+            has_children = index + 1 < len(rows) and rows[index + 1].depth > row.depth
+            under = child_guides + (g.pipe if has_children else g.space)
+            if len(under) > self.width // 2:
+                under = g.more + under[len(under) - self.width // 2 + 1 :]
+            if failed:
+                text = fit(clean(span.error or ""), self.width - len(under) - 2, g.more)
+                lines.append(self.paint(under, DIM) + "  " + self.paint(text, RED))
+            if self.show_fields:
+                lines.extend(self._fields(span, under + "  "))
+        return [line.rstrip() for line in lines]
+
+    def _header(self, trace: Trace, total_ms: float, note: str) -> list[str]:
+        facts = [format_time(trace.start_us), format_ms(total_ms), _plural(len(trace.spans), "span")]
         services = trace.services
-        facts = [
-            format_time(t0),
-            format_ms(total_ms),
-            _plural(len(trace.spans), "span"),
-        ]
         if len(services) > 1:
             facts.append(_plural(len(services), "service"))
-        if error_count:
-            facts.append(_plural(error_count, "error"))
+        if trace.error_count:
+            facts.append(_plural(trace.error_count, "error"))
         if not trace.has_root:
             facts.append("no root span")
         if note:
@@ -127,14 +177,16 @@ class Renderer:
         title = clean(f"trace {trace.trace_id}")
         summary = "  ".join(facts)
         if len(title) + 2 + len(summary) <= self.width:
-            lines = [self.paint(f"{title}  {summary}", BOLD)]
-        else:  # a long id or many facts: two lines rather than losing the end of either
-            lines = [
-                self.paint(fit(title, self.width, g.more), BOLD),
-                self.paint(fit("  " + summary, self.width, g.more), BOLD),
-            ]
+            return [self.paint(f"{title}  {summary}", BOLD)]
+        # A long id or many facts: two lines rather than losing the end of either.
+        return [
+            self.paint(fit(title, self.width, self.glyphs.more), BOLD),
+            self.paint(fit("  " + summary, self.width, self.glyphs.more), BOLD),
+        ]
 
-        # Name cells first: their natural width decides how much room the bars get.
+    def _name_cells(self, rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
+        """(tree guides, error marker, name, parent tag, guides for the lines under it)."""
+        g = self.glyphs
         # Guides are joined over the last `deep` levels only: a pathological chain thousands of
         # spans deep would otherwise cost quadratic time, and its guides get cut anyway.
         deep = self.width // 3
@@ -155,59 +207,28 @@ class Renderer:
                 tag = " [parent loop]"
             marker = g.error + " " if row.span.error is not None else ""
             cells.append((prefix, marker, clean(row.span.name), tag, "".join(cont[first:])))
+        return cells
 
-        durations = [format_ms(row.span.duration_ms) for row in rows]
-        dur_w = max([len("duration")] + [len(d) for d in durations])
-        svc_names = [clean(row.span.service) or "-" for row in rows]
-        svc_w = min(max([len("service")] + [len(s) for s in svc_names]), 24 if self.width >= 80 else 12)
-        natural = max([len("span")] + [sum(map(len, c[:4])) for c in cells])
-        available = self.width - svc_w - dur_w - 6
-        bar_min = max(10, int(available * 0.4))
-        name_w = max(12, min(natural, available - bar_min))
-        bar_w = max(4, available - name_w)
+    def _columns(self, name_natural: int, svc_natural: int, dur_w: int) -> tuple[int, int, int, int]:
+        """Widths of the name, service, duration and bar columns (separated by two spaces).
 
-        axis_left, axis_right = "0", format_ms(total_ms)
-        axis = axis_left + " " * max(1, bar_w - len(axis_left) - len(axis_right)) + axis_right
-        titles = f"{'span':<{name_w}}  {'service':<{svc_w}}  {'duration':>{dur_w}}  {axis}"
-        lines.append(self.paint(titles, DIM))
+        The duration column is never cut. The service column gets at most a quarter of the
+        rest; names get what they need up to 60% of what remains, and the bars the rest.
+        """
+        rest = self.width - dur_w - 6
+        svc_w = min(svc_natural, 24, max(4, rest // 4))
+        rest -= svc_w
+        name_w = max(8, min(name_natural, rest - max(6, int(rest * 0.4))))
+        bar_w = max(3, rest - name_w)
+        return name_w, svc_w, dur_w, bar_w
 
-        for index, row in enumerate(rows):
-            span = row.span
-            prefix, marker, name, tag, child_guides = cells[index]
-            prefix, name, tag = _fit_name(prefix, marker, name, tag, name_w, g.more)
-            pad = " " * (name_w - len(prefix) - len(marker) - len(name) - len(tag))
-            failed = span.error is not None
-            colour = self._service_colour(span.service)
-            bar = self._bar(span, t0, total_ms, bar_w)
-            lines.append(
-                self.paint(prefix, DIM)
-                + self.paint(marker, RED, BOLD)
-                + (self.paint(name, RED, BOLD) if failed else name)
-                + self.paint(tag, YELLOW)
-                + pad
-                + "  "
-                + self.paint(fit(svc_names[index], svc_w, g.more).ljust(svc_w), colour)
-                + "  "
-                + durations[index].rjust(dur_w)
-                + "  "
-                + self.paint(bar.rstrip(), RED if failed else colour)
-            )
-            has_children = index + 1 < len(rows) and rows[index + 1].depth > row.depth
-            under = child_guides + (g.pipe if has_children else g.space)
-            if failed:
-                text = fit(clean(span.error or ""), self.width - len(under) - 2, g.more)
-                lines.append(self.paint(under, DIM) + "  " + self.paint(text, RED))
-            if self.show_fields:
-                lines.extend(self._fields(span, under + "  "))
-        return [line.rstrip() for line in lines]
-
-    def _bar(self, span: Span, t0: float | None, total_ms: float, width: int) -> str:
+    def _bar(self, span: Span, t0: int | None, total_ms: float, width: int) -> str:
         g = self.glyphs
-        if t0 is None or span.start is None:
+        if t0 is None or span.start_us is None:
             return g.tick
         if total_ms <= 0:
             return g.bar if span.duration_ms is not None else g.tick
-        offset_ms = (span.start - t0) * 1000.0
+        offset_ms = (span.start_us - t0) / 1000.0
         begin = min(max(int(offset_ms / total_ms * width), 0), width - 1)
         if span.duration_ms is None:
             return " " * begin + g.tick
@@ -221,8 +242,9 @@ class Renderer:
         room = self.width - len(indent)
         for key in keys:
             label = clean(key) + ": "
-            value = fit(_show(span.fields[key]), max(room - len(label), 8), self.glyphs.more)
-            out.append(self.paint(indent, DIM) + self.paint(label, DIM) + value)
+            text = fit(label + _show(span.fields[key]), room, self.glyphs.more)
+            cut = min(len(label), len(text))
+            out.append(self.paint(indent, DIM) + self.paint(text[:cut], DIM) + text[cut:])
         return out
 
     # -- standalone events and summary ---------------------------------------------------------
@@ -234,7 +256,7 @@ class Renderer:
         svc_w = min(max([len("service")] + [len(clean(e.service) or "-") for e in events]), 24)
         for event in events:
             failed = event.error is not None
-            when = format_time(event.start)
+            when = format_time(event.start_us)
             service = fit(clean(event.service) or "-", svc_w, g.more).ljust(svc_w)
             duration = "" if event.duration_ms is None else "  " + format_ms(event.duration_ms)
             marker = g.error + " " if failed else ""

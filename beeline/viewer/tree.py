@@ -37,20 +37,18 @@ class Trace:
         self._rows = None
 
     @property
-    def start(self) -> float | None:
-        starts = [s.start for s in self.spans if s.start is not None]
+    def start_us(self) -> int | None:
+        starts = [s.start_us for s in self.spans if s.start_us is not None]
         return min(starts) if starts else None
 
     @property
     def duration_ms(self) -> float:
         """From the first span's start to the last span's end."""
-        start = self.start
+        start = self.start_us
         if start is None:
             return max((s.duration_ms or 0.0 for s in self.spans), default=0.0)
-        # Offsets first, then durations added as written: epoch floats alone would turn a
-        # 100 ms root into 99.9999 ms.
         return max(
-            (s.start - start) * 1000.0 + (s.duration_ms or 0.0) for s in self.spans if s.start is not None
+            (s.start_us - start) / 1000.0 + (s.duration_ms or 0.0) for s in self.spans if s.start_us is not None
         )
 
     @property
@@ -69,28 +67,28 @@ class Trace:
     def has_root(self) -> bool:
         return any(s.starts_trace for s in self.spans)
 
-    def sort_key(self) -> tuple[int, float, int]:
-        start = self.start
+    def sort_key(self) -> tuple[int, int, int]:
+        start = self.start_us
         first = min(s.seq for s in self.spans)
-        return (0, start, first) if start is not None else (1, 0.0, first)
+        return (0, start, first) if start is not None else (1, 0, first)
 
     def rows(self) -> list[Row]:
         """Spans in depth-first order, children by start time, each exactly once."""
         if self._rows is None:
-            self._rows = _build_rows(self.spans, self.start)
+            self._rows = _build_rows(self.spans, self.start_us)
         return self._rows
 
 
-def _order(span: Span) -> tuple[float, int]:
-    return (span.start if span.start is not None else 0.0, span.seq)
+def _order(span: Span) -> tuple[int, int]:
+    return (span.start_us if span.start_us is not None else 0, span.seq)
 
 
-def _build_rows(spans: list[Span], trace_start: float | None) -> list[Row]:
+def _build_rows(spans: list[Span], trace_start: int | None) -> list[Row]:
     # A span without a usable time is drawn at the start of its trace rather than dropped.
     if trace_start is not None:
         for span in spans:
-            if span.start is None:
-                span.start = trace_start
+            if span.start_us is None:
+                span.start_us = trace_start
 
     owner: dict[str, Span] = {}  # the first span seen with each id owns that id's children
     for span in spans:

@@ -117,10 +117,12 @@ def test_random_forests_place_every_span_once_and_after_its_parent() -> None:
 def test_spans_without_a_time_are_drawn_at_the_trace_start() -> None:
     parser = LineParser()
     root = parser.feed(line(span("t1", "a1", None, "root", 10, 50)))
-    timeless = parser.feed('{"data": {"trace.trace_id": "t1", "trace.span_id": "b1", "trace.parent_id": "a1", "name": "x"}}')
+    timeless = parser.feed(
+        '{"data": {"trace.trace_id": "t1", "trace.span_id": "b1", "trace.parent_id": "a1", "name": "x"}}'
+    )
     (trace,) = assemble([root, timeless]).traces
     assert [row.span.name for row in trace.rows()] == ["root", "x"]
-    assert timeless.start == root.start
+    assert timeless.start_us == root.start_us
 
 
 def make_traces():
