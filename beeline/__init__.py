@@ -352,4 +352,12 @@ def _close_at_exit() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_at_exit)
+# Flush at exit while thread pools still accept work: threading's exit hooks run in reverse order
+# of registration and before concurrent.futures refuses new work, unlike atexit (libhoney-py#58).
+_register_thread_exit = getattr(threading, "_register_atexit", None)
+if _register_thread_exit is not None:
+    import concurrent.futures.thread  # noqa: F401  (registers its own hook first, so ours runs before it)
+
+    _register_thread_exit(_close_at_exit)
+else:  # pragma: no cover
+    atexit.register(_close_at_exit)
