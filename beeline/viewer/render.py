@@ -178,11 +178,16 @@ class Renderer:
         summary = "  ".join(facts)
         if len(title) + 2 + len(summary) <= self.width:
             return [self.paint(f"{title}  {summary}", BOLD)]
-        # A long id or many facts: two lines rather than losing the end of either.
-        return [
-            self.paint(fit(title, self.width, self.glyphs.more), BOLD),
-            self.paint(fit("  " + summary, self.width, self.glyphs.more), BOLD),
-        ]
+        # A long id or many facts: wrap the facts under the id rather than cut any of them.
+        lines = [fit(title, self.width, self.glyphs.more)]
+        current = ""
+        for fact in facts:
+            if current and len(current) + 2 + len(fact) > self.width:
+                lines.append(current)
+                current = ""
+            current = f"{current}  {fact}"
+        lines.append(current)
+        return [self.paint(fit(text, self.width, self.glyphs.more), BOLD) for text in lines]
 
     def _name_cells(self, rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
         """(tree guides, error marker, name, parent tag, guides for the lines under it)."""
@@ -295,14 +300,15 @@ class Renderer:
         text = ", ".join(parts)
         if shown != traces:
             text += f" (showing {shown} {'trace' if shown == 1 else 'traces'})"
-        result = self.paint(text, DIM)
-        if broken:
-            where = ", ".join(str(n) for n in broken_linenos[:5])
-            if broken > 5:
-                where += ", ..."
-            word = "line" if broken == 1 else "lines"
-            result += self.paint(f"; skipped {broken} broken {word} (line {where})", YELLOW)
-        return result
+        if not broken:
+            return self.paint(text, DIM)
+        where = ", ".join(str(n) for n in broken_linenos[:5])
+        if broken > 5:
+            where += ", ..."
+        skipped = f"skipped {broken} broken {'line' if broken == 1 else 'lines'} (line {where})"
+        if len(text) + 2 + len(skipped) <= self.width:
+            return self.paint(text + "; ", DIM) + self.paint(skipped, YELLOW)
+        return self.paint(text, DIM) + "\n" + self.paint(skipped, YELLOW)
 
 
 def _fit_name(

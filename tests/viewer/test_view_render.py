@@ -163,10 +163,14 @@ def test_standalone_events_with_errors_and_fields() -> None:
 
 
 def test_summary_counts_and_broken_lines() -> None:
-    renderer = Renderer()
-    text = renderer.summary(traces=3, spans=12, standalone=1, errors=2, shown=1, broken=7,
-                            broken_linenos=[2, 5, 9, 10, 11, 12, 13])
+    counts = dict(traces=3, spans=12, standalone=1, errors=2, shown=1, broken=7,
+                  broken_linenos=[2, 5, 9, 10, 11, 12, 13])
+    text = Renderer(width=160).summary(**counts)
     assert text == ("3 traces, 12 spans, 1 standalone event, 2 errors (showing 1 trace); "
                     "skipped 7 broken lines (line 2, 5, 9, 10, 11, ...)")
+    narrow = Renderer(width=80).summary(**counts)
+    assert narrow.splitlines() == ["3 traces, 12 spans, 1 standalone event, 2 errors (showing 1 trace)",
+                                   "skipped 7 broken lines (line 2, 5, 9, 10, 11, ...)"]
+    renderer = Renderer()
     one = renderer.summary(1, 1, 0, 0, 1, 1, [4])
     assert one == "1 trace, 1 span, 0 standalone events; skipped 1 broken line (line 4)"
