@@ -119,11 +119,13 @@ class Beeline(DeprecatedBeelineMethods):
         for message in settings.warnings:
             log.warning("beeline.init: %s", message)
         if not settings.writekey and settings.transmission_impl is None:
-            where = f" and to {settings.trace_file}" if settings.trace_file else ""
+            places = (["printed to stderr"] if settings.local_stderr else []) + (
+                [f"written to {settings.trace_file}"] if settings.trace_file else []
+            )
             log.warning(
                 "beeline.init: no write key (writekey=, HONEYCOMB_WRITEKEY or HONEYCOMB_API_KEY); "
-                "traces stay on this machine: printed to stderr%s",
-                where if settings.local_stderr else f": written to {settings.trace_file}",
+                "traces stay on this machine%s",
+                ": " + " and ".join(places) if places else " and are discarded (stderr off, no trace file)",
             )
 
         self.transmission = build_transmission(settings)
