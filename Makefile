@@ -20,8 +20,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check beeline tests
 
+DEMO_TRACES := .demo-traces.jsonl
+
 demo: $(STAMP)
-	$(BIN)/python examples/hello-world/app.py
+	@rm -f $(DEMO_TRACES)
+	BEELINE_TRACE_FILE=$(DEMO_TRACES) BEELINE_LOCAL_STDERR=false $(BIN)/python examples/hello-world/app.py
+	$(BIN)/python -m beeline view $(DEMO_TRACES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
