@@ -78,6 +78,7 @@ class Pipeline:
         self._idle = 0
         self._workers: list = []
         self._workers_stop = False
+        self._starved = False
 
         self.space = threading.Condition(threading.Lock())  # block_on_send waiters
         self.space_waiters = 0
@@ -179,7 +180,12 @@ class Pipeline:
                     self._done.notify_all()
                 continue
             if room <= 0:
-                break
+                with self._lock:
+                    room = self._backlog_limit - self._ready_events
+                    # Full: the next worker to take a batch wakes the sender for more.
+                    self._starved = room <= 0
+                if room <= 0:
+                    break
             pending.popleft()
             taken += 1
             room -= 1
@@ -215,7 +221,9 @@ class Pipeline:
             self._unfinished.add(batch.seq)
             self._ready.append(batch)
             self._ready_events += len(events)
-            if self._idle == 0 and len(self._workers) < self._max_workers:
+            # Idle workers have not taken earlier batches yet when several arrive at once, so
+            # compare with what is waiting, not with zero.
+            if len(self._ready) > self._idle and len(self._workers) < self._max_workers:
                 spawn = True
             else:
                 self._work.notify()
@@ -247,7 +255,10 @@ class Pipeline:
                     self._idle -= 1
             batch = self._ready.popleft()
             self._ready_events -= len(batch.events)
-            return batch
+            starved, self._starved = self._starved, False
+        if starved:
+            self.wake.set()
+        return batch
 
     def _run_worker(self) -> None:
         while True:
