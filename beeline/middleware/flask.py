@@ -1,0 +1,272 @@
+"""Flask: every request one trace, and one span per SQL statement.
+
+    from beeline.middleware.flask import HoneyMiddleware
+    HoneyMiddleware(app, db_events=True)
+
+The request part is the shared WSGI middleware (`flask_http_<method>` root spans) around
+`app.wsgi_app`, so the trace ends when the response is really finished, streamed or not, and
+also when the app raises. Flask adds three fields to the root span:
+
+* `request.route`: the URL rule (`/users/<name>`), like the other frameworks (honeycomb-beeline
+  wrote the endpoint name here);
+* `flask.endpoint`: the endpoint name;
+* `request.error` / `request.error_detail` (plus `app.exception_*`) for an exception Flask turns
+  into a 500.
+
+No Flask hook registration is used (Flask refuses `before_request` and `teardown_request` after
+the first request, and signals need blinker): the app instance's own `full_dispatch_request`
+and `handle_exception` are wrapped, which works whenever the middleware is constructed. Each
+step is done once per app and undone by `unpatch(app)`.
+
+DB spans (`flask_db_query`) come from listeners on the app's Flask-SQLAlchemy engines (all
+binds), attached the first time a request runs (Flask-SQLAlchemy may be set up after the
+middleware). Pass `engines=[...]` for engines Flask-SQLAlchemy does not manage. An app without
+Flask-SQLAlchemy and without `engines=` keeps honeycomb-beeline's scope: every engine, for
+statements run inside a Flask app context.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any, Iterable, List, Optional
+
+import flask
+
+from beeline import patch
+from beeline.internal import warn_once
+from beeline.middleware import wsgi
+from beeline.middleware.wsgi import ROOT_SPAN_KEY, error_fields
+
+__all__ = ["DB_SPAN_NAME", "HoneyDBMiddleware", "HoneyMiddleware", "HoneyWSGIMiddleware", "unpatch"]
+
+log = logging.getLogger("beeline")
+
+DB_SPAN_NAME = "flask_db_query"
+_EXTENSION_KEY = "beeline"
+_WRAPPED_METHODS = ("full_dispatch_request", "handle_exception")
+
+
+class HoneyWSGIMiddleware(wsgi.HoneyWSGIMiddleware):
+    """The WSGI part of the Flask middleware, around `app.wsgi_app`: `flask_http_<method>`."""
+
+    middleware_name = "flask"
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+
+
+class HoneyMiddleware:
+    """Trace every request of `app` (and, with `db_events`, its SQL statements)."""
+
+    def __init__(self, app: flask.Flask, db_events: bool = True, engines: Optional[Iterable[Any]] = None) -> None:
+        self.app = app
+        state = _instrumentation(app)
+        state.install_wsgi()
+        state.install_hooks()
+        self.db: Optional[HoneyDBMiddleware] = HoneyDBMiddleware(app, engines=engines) if db_events else None
+
+    def unpatch(self) -> bool:
+        """Undo everything this middleware (or another for the same app) did to `app`."""
+        return unpatch(self.app)
+
+
+class HoneyDBMiddleware:
+    """A `flask_db_query` span for each SQL statement the app's SQLAlchemy engines run."""
+
+    def __init__(self, app: flask.Flask, engines: Optional[Iterable[Any]] = None) -> None:
+        self.app = app
+        state = _instrumentation(app)
+        state.want_db(list(engines) if engines is not None else None)
+        state.install_hooks()
+        if state.db_pending and (state.db_explicit is not None or _inside_app_context_of(app)):
+            state.attach_db()
+
+
+def unpatch(app: flask.Flask) -> bool:
+    """Remove beeline from `app`: its WSGI middleware, the wrapped methods, the DB listeners.
+    Returns False when the app was not instrumented."""
+    state = app.extensions.pop(_EXTENSION_KEY, None)
+    if not isinstance(state, _AppInstrumentation):
+        return False
+    state.remove()
+    return True
+
+
+# ---- per-app state ------------------------------------------------------------------------------
+
+
+def _instrumentation(app: flask.Flask) -> "_AppInstrumentation":
+    state = app.extensions.get(_EXTENSION_KEY)
+    if not isinstance(state, _AppInstrumentation):
+        state = _AppInstrumentation(app)
+        app.extensions[_EXTENSION_KEY] = state
+    return state
+
+
+def _inside_app_context_of(app: flask.Flask) -> bool:
+    return flask.has_app_context() and flask.current_app._get_current_object() is app
+
+
+class _AppInstrumentation:
+    """What beeline changed on one app, kept in `app.extensions["beeline"]` so that each change
+    is made once and can be undone."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self._app = weakref.ref(app)
+        self.wsgi_middleware: Optional[HoneyWSGIMiddleware] = None
+        self.hooks_installed = False
+        self.db_pending = False
+        self.db_explicit: Optional[List[Any]] = None
+        self.db_targets: List[Any] = []
+
+    @property
+    def app(self) -> Optional[flask.Flask]:
+        return self._app()
+
+    # ---- installing ------------------------------------------------------------------------
+
+    def install_wsgi(self) -> None:
+        app = self.app
+        if app is None or self.wsgi_middleware is not None:
+            return
+        self.wsgi_middleware = HoneyWSGIMiddleware(app.wsgi_app)
+        app.wsgi_app = self.wsgi_middleware
+
+    def install_hooks(self) -> None:
+        app = self.app
+        if app is None or self.hooks_installed:
+            return
+        patch.wrap(app, "full_dispatch_request", self._around_dispatch)
+        patch.wrap(app, "handle_exception", self._around_unhandled)
+        self.hooks_installed = True
+
+    def want_db(self, engines: Optional[List[Any]]) -> None:
+        if engines is not None:
+            self.db_explicit = engines
+            self.db_pending = True
+        elif not self.db_targets:
+            self.db_pending = True
+
+    def attach_db(self) -> None:
+        """Attach the query listeners; called inside the app's context (the engines of
+        Flask-SQLAlchemy 3 are only reachable there)."""
+        self.db_pending = False
+        app = self.app
+        if app is None:
+            return
+        try:
+            from beeline.middleware.sqlalchemy import instrument_engine
+        except ImportError:
+            log.debug("beeline: SQLAlchemy is not installed; no DB spans")
+            return
+        try:
+            if self.db_explicit is not None:
+                targets, tracer = self.db_explicit, _query_tracer()
+            else:
+                found = _flask_sqlalchemy_engines(app)
+                if found is not None:
+                    targets, tracer = found, _query_tracer()
+                else:
+                    from sqlalchemy.engine import Engine
+
+                    log.info("beeline: no Flask-SQLAlchemy on %r and no engines= given; tracing the statements "
+                             "of every SQLAlchemy engine inside a Flask app context", app.name)
+                    targets, tracer = [Engine], _fallback_query_tracer()
+            for target in targets:
+                instrument_engine(target, tracer, owner=app)
+                if target not in self.db_targets:
+                    self.db_targets.append(target)
+        except Exception:
+            warn_once("flask_db_attach", "beeline: could not attach the SQLAlchemy listeners; no DB spans",
+                      exc_info=True)
+
+    # ---- removing --------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        app = self.app
+        if app is None:
+            return
+        mw = self.wsgi_middleware
+        if mw is not None:
+            if app.wsgi_app is mw:
+                app.wsgi_app = mw.app
+            else:
+                mw.enabled = False  # wrapped by something else since: keep the chain, trace nothing
+        if self.hooks_installed:
+            for name in _WRAPPED_METHODS:
+                if patch.unwrap(app, name):
+                    # unwrap leaves the bound method as an instance attribute; the class's
+                    # method is the original, so drop it.
+                    vars(app).pop(name, None)
+        if self.db_targets:
+            from beeline.middleware.sqlalchemy import uninstrument_engine
+
+            for target in self.db_targets:
+                uninstrument_engine(target, owner=app)
+            self.db_targets = []
+
+    # ---- the wrapped methods ----------------------------------------------------------------
+
+    def _around_dispatch(self, wrapped, instance, args, kwargs):
+        # Runs inside the request and app contexts, after routing and before any
+        # before_request function: the rule is known and no query has run yet.
+        try:
+            if self.db_pending:
+                self.attach_db()
+            request = flask.request
+            root = request.environ.get(ROOT_SPAN_KEY)
+            if root is not None:
+                rule = request.url_rule
+                root.fields["request.route"] = rule.rule if rule is not None else None
+                root.fields["flask.endpoint"] = request.endpoint
+        except Exception:
+            warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
+        return wrapped(*args, **kwargs)
+
+    def _around_unhandled(self, wrapped, instance, args, kwargs):
+        try:
+            exc = args[0] if args else kwargs.get("e")
+            if isinstance(exc, Exception) and flask.has_request_context():
+                root = flask.request.environ.get(ROOT_SPAN_KEY)
+                if root is not None:
+                    root.fields.update(error_fields(exc))
+        except Exception:
+            warn_once("flask_error", "beeline: could not record the Flask error", exc_info=True)
+        return wrapped(*args, **kwargs)
+
+
+# ---- DB helpers ---------------------------------------------------------------------------------
+
+_tracers: dict = {}
+
+
+def _query_tracer():
+    tracer = _tracers.get("app")
+    if tracer is None:
+        from beeline.middleware.sqlalchemy import QueryTracer
+
+        tracer = _tracers["app"] = QueryTracer(DB_SPAN_NAME)
+    return tracer
+
+
+def _fallback_query_tracer():
+    tracer = _tracers.get("fallback")
+    if tracer is None:
+        from beeline.middleware.sqlalchemy import QueryTracer
+
+        tracer = _tracers["fallback"] = QueryTracer(DB_SPAN_NAME, should_trace=flask.has_app_context)
+    return tracer
+
+
+def _flask_sqlalchemy_engines(app: flask.Flask) -> Optional[List[Any]]:
+    """The engines Flask-SQLAlchemy made for `app` (every bind), or None without it."""
+    ext = app.extensions.get("sqlalchemy")
+    if ext is None:
+        return None
+    db = getattr(ext, "db", ext)  # Flask-SQLAlchemy 2 stores a state object holding `db`
+    engines = getattr(db, "engines", None)  # 3.x: bind key -> Engine, for the current app
+    if engines is not None:
+        return list(engines.values())
+    engine = getattr(db, "engine", None)
+    return [engine] if engine is not None else None

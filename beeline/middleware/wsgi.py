@@ -1,0 +1,343 @@
+"""WSGI: one trace per request around any WSGI application.
+
+    from beeline.middleware.wsgi import HoneyWSGIMiddleware
+    application = HoneyWSGIMiddleware(application)
+
+The Flask, Bottle and Werkzeug middlewares are this one with a different name prefix (and, for
+Flask and Bottle, a few framework fields), so the request fields, the error handling and the end
+of the trace behave the same everywhere.
+
+When the trace ends matters. A WSGI response is not finished when `start_response` is called
+(where honeycomb-beeline ended it), nor when the application returns: the body is produced while
+the server iterates it, and the server signals the end by calling the iterable's `close()`. So
+the body is handed back wrapped: the trace ends when the body is exhausted, when iterating it
+raises, or at `close()`, whichever comes first, and also when the application raises before
+returning anything. A response that is dropped without any of these (a test client whose body is
+never read) is finished when it is garbage-collected, so no trace stays open.
+
+Between those steps the request's spans are not left active in the server's context: the server
+(or a test calling a test client) sees what it had before the request, and each step of the
+body runs with the request's spans active again, so spans opened while streaming are children of
+the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import beeline
+from beeline.decorators import exception_fields, stringify_exception
+from beeline.internal import warn_once
+from beeline.propagation import Request
+from beeline.trace import Span, current_span_var
+
+__all__ = ["ROOT_SPAN_KEY", "HoneyWSGIMiddleware", "WSGIRequest"]
+
+log = logging.getLogger("beeline")
+
+#: The environ key under which the request's root span is kept while the request runs, so that
+#: framework hooks (and the application) can add fields to it whatever span is active.
+ROOT_SPAN_KEY = "beeline.span"
+
+_get_current = current_span_var.get
+_set_current = current_span_var.set
+
+# Headers that WSGI (like CGI) passes without the HTTP_ prefix.
+_UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
+
+
+class WSGIRequest(Request):
+    """A :class:`beeline.propagation.Request` over a WSGI environ, for the parser hooks.
+
+    `request_context()` gives the root span's fields, with the reference's names and types:
+    `request.content_length` is the environ's string (int 0 when absent) and `request.query` the
+    raw query string.
+    """
+
+    __slots__ = ("_middleware_name", "_environ")
+
+    def __init__(self, middleware_name: str, environ: dict) -> None:
+        self._middleware_name = middleware_name
+        self._environ = environ
+
+    def header(self, key: str) -> Optional[str]:
+        name = key.upper().replace("-", "_")
+        if name in _UNPREFIXED:
+            return self._environ.get(name)
+        return self._environ.get("HTTP_" + name)
+
+    def method(self) -> Optional[str]:
+        return self._environ.get("REQUEST_METHOD")
+
+    def scheme(self) -> Optional[str]:
+        return self._environ.get("wsgi.url_scheme")
+
+    def host(self) -> Optional[str]:
+        return self._environ.get("HTTP_HOST")
+
+    def path(self) -> Optional[str]:
+        return self._environ.get("PATH_INFO")
+
+    def query(self) -> Optional[str]:
+        return self._environ.get("QUERY_STRING")
+
+    def middleware_request(self) -> dict:
+        return self._environ
+
+    def request_context(self) -> dict:
+        environ = self._environ
+        method = environ.get("REQUEST_METHOD")
+        if method:
+            name = "%s_http_%s" % (self._middleware_name, method.lower())
+        else:
+            name = self._middleware_name + "_http"
+        return {
+            "name": name,
+            "type": "http_server",
+            "request.host": environ.get("HTTP_HOST"),
+            "request.method": method,
+            "request.path": environ.get("PATH_INFO"),
+            "request.remote_addr": environ.get("REMOTE_ADDR"),
+            "request.content_length": environ.get("CONTENT_LENGTH", 0),
+            "request.user_agent": environ.get("HTTP_USER_AGENT"),
+            "request.scheme": environ.get("wsgi.url_scheme"),
+            "request.query": environ.get("QUERY_STRING"),
+        }
+
+
+def status_code(status: Any) -> Any:
+    """200 for "200 OK"; a status line that does not start with a number is kept as given."""
+    try:
+        return int(str(status)[:3])
+    except ValueError:
+        return status
+
+
+def error_fields(exc: BaseException) -> dict:
+    """The fields of an error that escaped the application: honeycomb-beeline's Flask names
+    (`request.error` is the exception's type, `request.error_detail` its message) plus the
+    `app.exception_*` fields its `tracer()` wrote, so the stack trace is kept too."""
+    fields = exception_fields(exc)
+    fields["request.error"] = str(type(exc))
+    fields["request.error_detail"] = stringify_exception(exc)
+    return fields
+
+
+class HoneyWSGIMiddleware:
+    """Wrap a WSGI application so that every request is one trace.
+
+    The root span is named `<middleware_name>_http_<method>` (e.g. `wsgi_http_get`), typed
+    `http_server`, carries the request fields of :class:`WSGIRequest` plus
+    `response.status_code` (an int), and continues the caller's trace as read by the configured
+    parser hook. Errors that escape the application add `request.error`,
+    `request.error_detail` and the `app.exception_*` fields, and are re-raised untouched.
+    """
+
+    middleware_name = "wsgi"
+
+    def __init__(self, app: Callable, middleware_name: Optional[str] = None) -> None:
+        self.app = app
+        if middleware_name:
+            self.middleware_name = middleware_name
+        #: False makes this a pass-through (used when the middleware cannot be removed because
+        #: something else wrapped it since).
+        self.enabled = True
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not self.enabled or beeline.get_beeline() is None:
+            return self.app(environ, start_response)
+        outer = _get_current()
+        root = self._start_trace(environ, outer)
+        if root is None:
+            return self.app(environ, start_response)
+        response = _TracedResponse(self, root, environ, start_response)
+        try:
+            body = self.app(environ, response.start_response)
+        except BaseException as exc:
+            response.end(exc, None)
+            _set_current(outer)
+            raise
+        response.attach(body, outer)
+        return response
+
+    # ---- extension points -------------------------------------------------------------------
+
+    def request_context(self, request: WSGIRequest) -> dict:
+        """The root span's fields at the start of the request. Override to add your own."""
+        return request.request_context()
+
+    def finish_context(self, environ: dict, span: Span) -> None:
+        """Called just before the root span is sent, with the request's spans active: add
+        fields known only at the end of the request (e.g. the matched route)."""
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _start_trace(self, environ: dict, outer: Optional[Span]) -> Optional[Span]:
+        try:
+            request = WSGIRequest(self.middleware_name, environ)
+            root = beeline.propagate_and_start_trace(self.request_context(request), request)
+            if root is not None:
+                environ[ROOT_SPAN_KEY] = root
+            return root
+        except Exception:
+            warn_once("wsgi_start", "beeline: could not start the request's trace; the request runs untraced",
+                      exc_info=True)
+            _set_current(outer)
+            return None
+
+
+class _TracedResponse:
+    """The body handed to the server: the application's body, iterated with the request's
+    spans active, ending the trace when it is exhausted, fails or is closed."""
+
+    __slots__ = (
+        "_mw",
+        "_root",
+        "_environ",
+        "_start_response",
+        "_status",
+        "_body",
+        "_iter",
+        "_inner",
+        "_body_started",
+        "_done",
+        "__weakref__",
+    )
+
+    def __init__(self, mw: HoneyWSGIMiddleware, root: Span, environ: dict, start_response: Callable) -> None:
+        self._mw = mw
+        self._root = root
+        self._environ = environ
+        self._start_response = start_response
+        self._status: Any = None
+        self._body: Any = None
+        self._iter: Optional[Iterator] = None
+        self._inner: Optional[Span] = root
+        self._body_started = False
+        self._done = False
+
+    # ---- what the application calls ------------------------------------------------------
+
+    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable:
+        self._status = status
+        if exc_info is not None:
+            # The PEP 3333 way to report an error once the status is chosen (Bottle does this).
+            try:
+                exc = exc_info[1]
+                if isinstance(exc, Exception):
+                    self._root.fields.update(error_fields(exc))
+            except Exception:
+                warn_once("wsgi_exc_info", "beeline: could not record the error passed to start_response",
+                          exc_info=True)
+            return self._start_response(status, headers, exc_info)
+        return self._start_response(status, headers)
+
+    # ---- what the middleware calls -------------------------------------------------------
+
+    def attach(self, body: Any, outer: Optional[Span]) -> None:
+        """Keep the application's body and give the server's context back."""
+        self._body = body
+        if hasattr(body, "__len__"):
+            self.__class__ = _SizedTracedResponse
+        self._inner = _get_current()
+        _set_current(outer)
+
+    # ---- what the server calls -----------------------------------------------------------
+
+    def __iter__(self) -> "_TracedResponse":
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        outer = _get_current()
+        _set_current(self._inner)
+        try:
+            if self._iter is None:
+                self._iter = iter(self._body)
+            chunk = next(self._iter)
+        except StopIteration:
+            self.end(None, self._body)
+            raise
+        except BaseException as exc:
+            self.end(exc, self._body)
+            raise
+        finally:
+            if not self._done:
+                self._inner = _get_current()
+            _set_current(outer)
+        if chunk:
+            self._body_started = True
+        return chunk
+
+    def close(self) -> None:
+        if self._done:
+            return
+        outer = _get_current()
+        _set_current(self._inner)
+        try:
+            self.end(None, self._body)
+        finally:
+            _set_current(outer)
+
+    def __del__(self) -> None:
+        # Last resort for a response nobody iterated or closed (e.g. a test client's response
+        # whose body was never read): send the trace rather than lose it.
+        try:
+            if not self._done:
+                self._done = True
+                self._finish(None)
+        except Exception:
+            pass  # nothing can be reported from a finaliser; the trace is lost, not the app
+
+    # ---- the end ---------------------------------------------------------------------------
+
+    def end(self, exc: Optional[BaseException], body: Any) -> None:
+        """Close the application's body, then finish the trace. Runs with the request's spans
+        active. An error from the body's own close() is recorded and re-raised."""
+        if self._done:
+            return
+        self._done = True
+        close_error: Optional[BaseException] = None
+        close = getattr(body, "close", None)
+        if close is not None:
+            try:
+                close()
+            except BaseException as error:
+                close_error = error
+        self._finish(exc if exc is not None else close_error)
+        if close_error is not None:
+            raise close_error
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        root = self._root
+        try:
+            fields = root.fields
+            if exc is not None and isinstance(exc, Exception):
+                fields.update(error_fields(exc))
+                if not self._body_started:
+                    # Nothing was sent yet, so the server answers 500 whatever status was set.
+                    self._status = "500 Internal Server Error"
+            if self._status is not None:
+                fields["response.status_code"] = status_code(self._status)
+            self._mw.finish_context(self._environ, root)
+        except Exception:
+            warn_once("wsgi_finish", "beeline: could not add the response fields", exc_info=True)
+        try:
+            beeline.finish_trace(root)
+        except Exception:
+            warn_once("wsgi_finish_trace", "beeline: could not finish the request's trace", exc_info=True)
+        self._iter = None
+
+
+class _SizedTracedResponse(_TracedResponse):
+    """For bodies with a length (lists): servers such as wsgiref use len() to decide on a
+    Content-Length, and that must not change because the body is wrapped."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._body)
+
+
