@@ -27,6 +27,7 @@ import beeline
 from beeline.internal import warn_once
 from beeline.middleware import tornado as server
 from beeline.patch import is_wrapped, unwrap, wrap
+from beeline.propagation.destinations import allowed_url, without_userinfo
 from beeline.trace import Span, active_span, current_span_var
 
 __all__ = ["is_patched", "patch", "unpatch"]
@@ -75,25 +76,32 @@ def is_patched() -> bool:
 # ---- AsyncHTTPClient.fetch --------------------------------------------------------------------------
 
 
+# Set on the copy of the request we send, so a redirect hop (Tornado's simple client fetches
+# the new location with a copy of that request) is recognised: (our span, headers we added).
+_HOP_ATTRIBUTE = "_beeline_client_hop"
+
+
 def traced_fetch(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """`AsyncHTTPClient.fetch(request, raise_error=True, **kwargs)` as a client span."""
     bl = beeline.get_beeline()
     if bl is None:
         return wrapped(*args, **kwargs)
-    parent = active_span()
-    if parent is None:
+    request_arg = args[0] if args else kwargs.get("request")
+    if active_span() is None and getattr(request_arg, _HOP_ATTRIBUTE, None) is None:
         return wrapped(*args, **kwargs)
     try:
-        prepared = _prepare(bl, parent, args, kwargs)
+        prepared = _prepare(bl, args, kwargs)
     except Exception:
         warn_once("tornado_fetch_start", "beeline: could not trace an AsyncHTTPClient.fetch", exc_info=True)
         prepared = None
     if prepared is None:
         return wrapped(*args, **kwargs)
-    span, call_args, call_kwargs = prepared
+    span, request, raise_error = prepared
+    if span is None:
+        return wrapped(request, raise_error)
     tracer = bl.tracer_impl
     try:
-        future = wrapped(*call_args, **call_kwargs)
+        future = wrapped(request, raise_error)
     except BaseException as exc:
         _record_error(span, exc)
         tracer.finish_span(span)
@@ -110,43 +118,65 @@ def _bind(request: Any, raise_error: bool = True, **kwargs: Any) -> tuple:
     return request, raise_error, kwargs
 
 
-def _prepare(bl: Any, parent: Span, args: tuple, kwargs: dict) -> Optional[tuple]:
-    """The client span and the arguments to call fetch with: the same request with the trace
-    headers added to a copy of its headers, so neither the caller's `HTTPRequest` (which may be
-    reused) nor the client's `defaults` ever carry a trace header into another request."""
+def _prepare(bl: Any, args: tuple, kwargs: dict) -> Optional[tuple]:
+    """(client span or None, the request to send, raise_error), or None to call fetch untouched.
+
+    The request sent is always our own copy with its own headers, so neither the caller's
+    `HTTPRequest` (which may be reused) nor the client's `defaults` ever carry a trace header
+    into another request.
+    """
     try:
         request, raise_error, rest = _bind(*args, **kwargs)
     except TypeError:
-        return None  # fetch will raise the same TypeError itself
+        return None  # fetch raises the same error itself
     if isinstance(request, tornado.httpclient.HTTPRequest):
-        method, url, headers = request.method, request.url, request.headers
+        if rest:
+            return None  # fetch refuses keyword arguments with a request object
+        request = copy.copy(request)
     else:
-        method, url, headers = rest.get("method") or "GET", request, rest.get("headers")
-    method = str(method).upper()
+        try:
+            # Exactly what fetch does with a URL string, done here so that the request we send
+            # is an object we own.
+            request = tornado.httpclient.HTTPRequest(url=request, **rest)
+        except (TypeError, ValueError):
+            return None
+    headers = HTTPHeaders(request.headers) if request.headers is not None else HTTPHeaders()
+    request.headers = headers
+    parent = active_span()
+    earlier = request.__dict__.pop(_HOP_ATTRIBUTE, None)
+    if earlier is not None:
+        # A redirect: take back the headers the previous hop got from us (they name its span,
+        # and the new location may not be allowed to see them), and nest under that hop.
+        earlier_span, injected = earlier
+        for name, value in injected.items():
+            if headers.get(name) == value:
+                del headers[name]
+        if not earlier_span.finished:
+            parent = earlier_span
+    if parent is None:
+        return None, request, raise_error
+    method = str(request.method or "GET").upper()
+    url = request.url
     span = bl.tracer_impl.open_detached_span(
         {
             "name": "tornado_http_client_" + method.lower(),
             "meta.type": "http_client",
             "request.method": method,
-            "request.url": str(url),
+            "request.url": without_userinfo(url),
         },
         parent,
     )
     # The span is not made active: fetch returns at once, and the caller may start other
     # fetches (or spans) before this one completes; they are siblings, not children.
-    trace_headers = _headers_for(span)
-    if not trace_headers:
-        return span, args, kwargs
-    merged = HTTPHeaders(headers) if headers is not None else HTTPHeaders()
-    for name, value in trace_headers.items():
-        if name not in merged:  # a header the caller set explicitly wins
-            merged[name] = value
-    if isinstance(request, tornado.httpclient.HTTPRequest):
-        request = copy.copy(request)
-        request.headers = merged
-    else:
-        rest["headers"] = merged
-    return span, (request, raise_error), rest
+    if allowed_url(url):
+        added = {}
+        for name, value in (_headers_for(span) or {}).items():
+            if name not in headers:  # a header the caller set explicitly wins
+                headers[name] = value
+                added[name] = value
+        if added:
+            setattr(request, _HOP_ATTRIBUTE, (span, added))
+    return span, request, raise_error
 
 
 def _headers_for(span: Span) -> Optional[dict]:
@@ -200,9 +230,10 @@ def _record_status(fields: dict, response: Any) -> None:
     if isinstance(code, int) and code != _NO_RESPONSE:
         fields["response.status_code"] = code
     headers = getattr(response, "headers", None)
-    content_type = headers.get("Content-Type") if headers is not None else None
-    if content_type is not None:
-        fields["response.content_type"] = content_type
+    if headers is not None:
+        # Header text, as the reference's requests spans have them.
+        fields["response.content_type"] = headers.get("Content-Type")
+        fields["response.content_length"] = headers.get("Content-Length")
 
 
 patch()

@@ -701,6 +701,104 @@ def test_failed_fetches_record_status_and_error_fields(beeline_recorder):
     assert {c["trace.parent_id"] for c in clients} == {job["trace.span_id"]}
 
 
+class RedirectHandler(tornado.web.RequestHandler):
+    def get(self):
+        self.redirect("/headers")
+
+
+def test_a_redirect_hop_nests_under_the_call_and_gets_fresh_headers(beeline_recorder):
+    async def scenario():
+        app = tornado.web.Application([(r"/start", RedirectHandler), (r"/headers", HeaderRecordingHandler)])
+        async with serving(app) as url, http_client() as client:
+            with beeline.tracer("job"):
+                response = await client.fetch(url + "/start")
+        return json.loads(response.body)
+
+    seen = run(scenario())
+    rec = beeline_recorder
+    job = rec.find(name="job")
+    hops = rec.spans(name="tornado_http_client_get")
+    assert len(hops) == 2
+    first = [h for h in hops if h["request.url"].endswith("/start")][0]
+    second = [h for h in hops if h["request.url"].endswith("/headers")][0]
+    assert first["trace.parent_id"] == job["trace.span_id"]
+    assert second["trace.parent_id"] == first["trace.span_id"]
+    assert first["response.status_code"] == second["response.status_code"] == 200
+    # The second location saw a header naming the second hop, not a stale copy of the first's.
+    assert "parent_id=%s," % second["trace.span_id"] in seen["X-Honeycomb-Trace"]
+    start = rec.find(name="tornado_http_get", request__path="/start")
+    target = rec.find(name="tornado_http_get", request__path="/headers")
+    assert start["trace.parent_id"] == first["trace.span_id"]
+    assert target["trace.parent_id"] == second["trace.span_id"]
+
+
+def test_the_destination_allow_list_keeps_trace_headers_from_other_hosts(beeline_recorder, monkeypatch):
+    async def fetch_headers():
+        app = tornado.web.Application([(r"/headers", HeaderRecordingHandler)])
+        async with serving(app) as url, http_client() as client:
+            with beeline.tracer("job"):
+                return json.loads((await client.fetch(url + "/headers")).body)
+
+    monkeypatch.setenv("BEELINE_PROPAGATE_HOSTS", "api.internal.example")
+    assert run(fetch_headers())["X-Honeycomb-Trace"] is None
+    monkeypatch.setenv("BEELINE_PROPAGATE_HOSTS", "api.internal.example, 127.0.0.1")
+    assert run(fetch_headers())["X-Honeycomb-Trace"] is not None
+    # The call is traced either way; only the headers depend on the destination.
+    assert len(beeline_recorder.spans(name="tornado_http_client_get")) == 2
+
+
+def test_credentials_in_the_url_stay_out_of_the_span(beeline_recorder):
+    async def scenario():
+        app = tornado.web.Application([(r"/headers", HeaderRecordingHandler)])
+        async with serving(app) as url, http_client() as client:
+            with beeline.tracer("job"):
+                await client.fetch(url.replace("http://", "http://user:s3cret@") + "/headers")
+            return url
+
+    url = run(scenario())
+    assert beeline_recorder.find(name="tornado_http_client_get")["request.url"] == url + "/headers"
+
+
+def test_the_blocking_http_client_is_traced_from_synchronous_code(beeline_recorder):
+    """`tornado.httpclient.HTTPClient` drives AsyncHTTPClient on a private loop: the caller's
+    active span still reaches it. The server runs on its own loop in a thread."""
+    import threading
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        async def main():
+            box["stop"] = asyncio.Event()
+            app = tornado.web.Application([(r"/headers", HeaderRecordingHandler)])
+            async with serving(app) as url:
+                box["url"] = url
+                ready.set()
+                await asyncio.wait_for(box["stop"].wait(), SCENARIO_TIMEOUT)
+
+        box["loop"] = asyncio.new_event_loop()
+        box["loop"].run_until_complete(main())
+        box["loop"].close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        client = tornado.httpclient.HTTPClient()
+        try:
+            with beeline.tracer("sync_job"):
+                seen = json.loads(client.fetch(box["url"] + "/headers").body)
+        finally:
+            client.close()
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+    job = beeline_recorder.find(name="sync_job")
+    call = beeline_recorder.find(name="tornado_http_client_get")
+    assert call["trace.parent_id"] == job["trace.span_id"]
+    assert "parent_id=%s," % call["trace.span_id"] in seen["X-Honeycomb-Trace"]
+
+
 # ---- patching ---------------------------------------------------------------------------------------
 
 
