@@ -16,6 +16,9 @@ from .render import Renderer, encoding_has_glyphs
 from .tree import Trace, assemble, select
 
 
+CHECK_EVERY_S = 0.1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="JSON-lines file of events, or - for stdin")
     parser.add_argument("--trace", metavar="ID", help="show only this trace (a unique prefix will do)")
@@ -63,6 +66,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     except IsADirectoryError as exc:
         print(f"beeline view: is a directory: {exc.filename}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        raise  # the reader left; the entry point ends quietly
+    except OSError as exc:
+        print(f"beeline view: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -113,6 +121,7 @@ def _follow(args: argparse.Namespace, renderer: Renderer, out: TextIO) -> int:
     source: Iterator[str | None] = iter(tail) if tail is not None else stream_lines(sys.stdin)
     deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     standalone = standalone_errors = 0
+    checked = 0.0
     shown_ids: set[str] = set()
 
     def show(ready: list[tuple[Trace, str]]) -> None:
@@ -135,7 +144,11 @@ def _follow(args: argparse.Namespace, renderer: Renderer, out: TextIO) -> int:
                         out.flush()
                 elif span is not None:
                     gate.add(span, now)
-            show(gate.due(now))
+            # Looking for quiet traces costs a pass over all open ones: during a burst of
+            # lines do it a few times a second, not once per line.
+            if line is None or now - checked >= CHECK_EVERY_S:
+                checked = now
+                show(gate.due(now))
             if deadline is not None and now >= deadline:
                 break
     except KeyboardInterrupt:

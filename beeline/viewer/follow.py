@@ -31,6 +31,7 @@ class TraceGate:
         self._last_seen: dict[str, float] = {}
         self._late: dict[str, int] = {}  # trace id -> spans that arrived after it was printed
         self._printed: dict[str, tuple[Trace, float]] = {}
+        self._rooted: set[str] = set()  # open traces whose root (or a subroot) has arrived
         self.traces_seen = 0
         self.spans_seen = 0
         self.errors_seen = 0
@@ -46,6 +47,8 @@ class TraceGate:
             remembered = self._printed.pop(trace_id, None)
             if remembered is not None:
                 trace = remembered[0]
+                if trace.has_root:
+                    self._rooted.add(trace_id)
                 self._late[trace_id] = 0
             else:
                 trace = Trace(trace_id)
@@ -54,6 +57,8 @@ class TraceGate:
         if trace_id in self._late:
             self._late[trace_id] += 1
         trace.add(span)
+        if span.starts_trace:
+            self._rooted.add(trace_id)
         self._last_seen[trace_id] = now
 
     def due(self, now: float) -> list[tuple[Trace, str]]:
@@ -61,7 +66,7 @@ class TraceGate:
         ready = [
             trace_id
             for trace_id, seen in self._last_seen.items()
-            if now - seen >= self.settle and self._open[trace_id].has_root
+            if now - seen >= self.settle and trace_id in self._rooted
         ]
         self._forget_old(now)
         return self._release(ready, now)
@@ -75,6 +80,7 @@ class TraceGate:
         for trace_id in trace_ids:
             trace = self._open.pop(trace_id)
             del self._last_seen[trace_id]
+            self._rooted.discard(trace_id)
             late = self._late.pop(trace_id, 0)
             note = f"updated: {late} late span{'s' if late != 1 else ''}" if late else ""
             if not trace.has_root:

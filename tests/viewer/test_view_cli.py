@@ -156,6 +156,8 @@ def test_invalid_bytes_do_not_stop_the_viewer(tmp_path: Path) -> None:
 def test_usage_errors(tmp_path: Path) -> None:
     missing = view(str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1 and "no such file" in missing.stderr
+    directory = view(str(tmp_path))
+    assert directory.returncode == 1 and "is a directory" in directory.stderr
     assert view(str(tmp_path), "--slowest", "0").returncode == 2
     combined = view(str(tmp_path / "x.jsonl"), "--follow", "--slowest", "3")
     assert combined.returncode == 2 and "--slowest" in combined.stderr
