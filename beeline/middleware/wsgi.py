@@ -202,6 +202,7 @@ class _TracedResponse:
         "_inner",
         "_body_started",
         "_done",
+        "_close_error",
         "__weakref__",
     )
 
@@ -216,6 +217,7 @@ class _TracedResponse:
         self._inner: Optional[Span] = root
         self._body_started = False
         self._done = False
+        self._close_error: Optional[BaseException] = None
 
     # ---- what the application calls ------------------------------------------------------
 
@@ -258,7 +260,8 @@ class _TracedResponse:
                 self._iter = iter(self._body)
             chunk = next(self._iter)
         except StopIteration:
-            self.end(None, self._body)
+            # The server calls close() next: an error from the body's close() is raised there.
+            self.end(None, self._body, defer_close_error=True)
             raise
         except BaseException as exc:
             self.end(exc, self._body)
@@ -273,6 +276,9 @@ class _TracedResponse:
 
     def close(self) -> None:
         if self._done:
+            error, self._close_error = self._close_error, None
+            if error is not None:
+                raise error
             return
         outer = _get_current()
         _set_current(self._inner)
@@ -293,9 +299,10 @@ class _TracedResponse:
 
     # ---- the end ---------------------------------------------------------------------------
 
-    def end(self, exc: Optional[BaseException], body: Any) -> None:
+    def end(self, exc: Optional[BaseException], body: Any, defer_close_error: bool = False) -> None:
         """Close the application's body, then finish the trace. Runs with the request's spans
-        active. An error from the body's own close() is recorded and re-raised."""
+        active. An error from the body's own close() is recorded and re-raised (by our close()
+        when `defer_close_error`)."""
         if self._done:
             return
         self._done = True
@@ -308,7 +315,10 @@ class _TracedResponse:
                 close_error = error
         self._finish(exc if exc is not None else close_error)
         if close_error is not None:
-            raise close_error
+            if defer_close_error:
+                self._close_error = close_error
+            else:
+                raise close_error
 
     def _finish(self, exc: Optional[BaseException]) -> None:
         root = self._root
