@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 BASE = datetime(2026, 11, 21, 5, 40, 1, tzinfo=timezone.utc)
 ANSI = "\x1b["
+WAIT_S = 30  # upper bound for anything the viewer should do promptly
 
 
 def span(
@@ -85,3 +89,45 @@ def view(*args: str, stdin: str | None = None, env: dict | None = None) -> subpr
         env=env or clean_env(),
         timeout=60,
     )
+
+
+class Viewer:
+    """A `--follow` viewer in a subprocess, its output lines gathered by a reader thread."""
+
+    def __init__(self, *args: str, stdin: int | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "beeline", "view", "--follow", *args],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            cwd=REPO, env=clean_env(),
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for text in self.process.stdout:
+            self.lines.put(text.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, fragment: str) -> None:
+        """Read output until a line contains `fragment` (bounded by WAIT_S)."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                text = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if text is None:
+                break
+            self.seen.append(text)
+            if fragment in text:
+                return
+        raise AssertionError(f"{fragment!r} never printed; output so far: {self.seen}")
+
+    def finish(self) -> tuple[int, str, str]:
+        code = self.process.wait(timeout=WAIT_S)
+        while (text := self.lines.get(timeout=WAIT_S)) is not None:
+            self.seen.append(text)
+        assert self.process.stderr is not None
+        return code, "\n".join(self.seen), self.process.stderr.read()

@@ -6,9 +6,7 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +14,7 @@ import pytest
 from beeline.viewer.follow import FileTail, TraceGate
 from beeline.viewer.reading import LineParser
 
-from .helpers import REPO, clean_env, line, span
-
-WAIT_S = 30  # upper bound for anything the viewer should do promptly
+from .helpers import WAIT_S, Viewer, line, span
 
 
 def parsed(record: dict):
@@ -75,48 +71,6 @@ def test_file_tail_waits_holds_partial_lines_and_follows_truncation_and_rotation
     rotated.write_bytes(b"rotated\n")
     os.replace(rotated, path)  # replaced by a new file, as log rotation does
     assert [text for text in (next(lines) for _ in range(3)) if text is not None][:1] == ["rotated\n"]
-
-
-class Viewer:
-    """A `--follow` viewer in a subprocess, its output lines gathered by a reader thread."""
-
-    def __init__(self, *args: str, stdin: int | None = None) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "beeline", "view", "--follow", *args],
-            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-            cwd=REPO, env=clean_env(),
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for text in self.process.stdout:
-            self.lines.put(text.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, fragment: str) -> None:
-        """Read output until a line contains `fragment` (bounded by WAIT_S)."""
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                text = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if text is None:
-                break
-            self.seen.append(text)
-            if fragment in text:
-                return
-        raise AssertionError(f"{fragment!r} never printed; output so far: {self.seen}")
-
-    def finish(self) -> tuple[int, str, str]:
-        code = self.process.wait(timeout=WAIT_S)
-        while (text := self.lines.get(timeout=WAIT_S)) is not None:
-            self.seen.append(text)
-        assert self.process.stderr is not None
-        return code, "\n".join(self.seen), self.process.stderr.read()
 
 
 def test_follow_prints_traces_as_a_background_writer_completes_them(tmp_path: Path) -> None:

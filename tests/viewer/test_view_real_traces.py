@@ -9,8 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .helpers import ANSI, REPO, clean_env, view
-from .test_view_follow import Viewer
+from .helpers import ANSI, REPO, Viewer, clean_env, view
 
 SHOP_PROGRAM = """
     import time
