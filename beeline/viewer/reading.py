@@ -26,6 +26,9 @@ DRAWN_FIELDS = ("name", "service_name", "service.name", "duration_ms", "time")
 # parent, "subroot" when the trace was continued from an upstream service's headers.
 ROOT_SPAN_TYPES = ("root", "subroot")
 
+# Any of these at the top level of a line means the line is a bare fields object.
+_SPAN_KEYS = ("trace.trace_id", "trace.span_id", "name", "duration_ms", "service_name", "service.name")
+
 _ISO_RE = re.compile(
     r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
     r"\s*(Z|z|[+-]\d{2}:?\d{2})?\s*$"
@@ -102,7 +105,7 @@ class LineParser:
             return None
         try:
             obj = json.loads(line)
-        except ValueError:  # JSONDecodeError, and UnicodeDecodeError from odd input
+        except (ValueError, RecursionError):  # bad JSON, odd input, absurdly deep nesting
             return self._skip()
         span = self._from_object(obj)
         if span is None:
@@ -117,7 +120,9 @@ class LineParser:
     def _from_object(self, obj: Any) -> Span | None:
         if not isinstance(obj, dict):
             return None
-        if "data" in obj:
+        if "data" in obj and not any(key in obj for key in _SPAN_KEYS):
+            # The envelope. (A bare fields object may have a field called "data" of its own;
+            # its span keys at the top level tell the two apart.)
             fields = obj["data"]
             if not isinstance(fields, dict):
                 return None

@@ -58,6 +58,12 @@ def test_time_inside_data_is_used_when_the_envelope_has_none() -> None:
     assert parsed is not None and parsed.start_us == int(BASE.timestamp()) * 1_000_000
 
 
+def test_a_bare_object_may_have_its_own_data_field() -> None:
+    fields = span(TRACE, "a1", None, "upload", 0, 3.0, data={"bytes": 10})
+    parsed = LineParser().feed(line(fields, "bare"))
+    assert parsed is not None and parsed.name == "upload" and parsed.fields["data"] == {"bytes": 10}
+
+
 def test_service_dot_name_is_used_when_service_name_is_absent() -> None:
     fields = span(TRACE, "a1", None, "root", 0, 1.0)
     del fields["service_name"]
@@ -92,13 +98,14 @@ def test_broken_lines_are_counted_with_their_line_numbers() -> None:
         "[1, 2, 3]",  # JSON, but not an event
         json.dumps({"time": "2026-11-21T05:40:01Z", "data": "oops"}),
         "{}",
+        "[" * 100_000 + "]" * 100_000,  # nesting deeper than the JSON decoder's recursion
         good,
     ]
     parser = LineParser()
     spans = [parser.feed(text) for text in lines]
-    assert [s is not None for s in spans] == [True, False, False, False, False, False, False, True]
-    assert parser.broken == 5
-    assert parser.broken_linenos == [2, 4, 5, 6, 7]
+    assert [s is not None for s in spans] == [True, False, False, False, False, False, False, False, True]
+    assert parser.broken == 6
+    assert parser.broken_linenos == [2, 4, 5, 6, 7, 8]
 
 
 def test_odd_values_never_raise() -> None:
