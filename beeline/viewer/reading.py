@@ -152,16 +152,21 @@ def parse_time(value: Any) -> int | None:
             moment = moment.replace(tzinfo=UTC)
         return (moment - _EPOCH) // _MICROSECOND
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Epoch seconds or milliseconds, as some other senders write them.
+        # Epoch seconds, milli-, micro- or nanoseconds, as other senders write them; the size
+        # tells which (seconds reach 1e11 only in the year 5138).
         number = float(value)
         if not math.isfinite(number) or number <= 0:
             return None
-        return round(number * 1000) if number > 1e11 else round(number * 1_000_000)
+        for limit, scale in ((1e11, 1_000_000), (1e14, 1_000), (1e17, 1), (1e20, 0.001)):
+            if number < limit:
+                micros = round(number * scale)
+                return micros if micros < _LAST_US else None
     return None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_LAST_US = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // _MICROSECOND  # datetime's own limit
 
 
 def _parse_time_slowly(value: str) -> int | None:

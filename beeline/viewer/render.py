@@ -20,7 +20,11 @@ RESET = "\x1b[0m"
 BOLD, DIM, RED, YELLOW = "1", "2", "31", "33"
 SERVICE_COLOURS = ("36", "35", "34", "32", "33", "96", "95", "94")
 
-_CONTROL = {code: "?" for code in list(range(32)) + [127] + list(range(0x80, 0xA0))}
+# C0 and C1 controls, and the bidirectional overrides that can make text read backwards.
+_CONTROL = {
+    code: "?"
+    for code in [*range(32), 127, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
 _CONTROL.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
 
 HIDDEN_FIELDS = frozenset(ID_FIELDS + DRAWN_FIELDS)

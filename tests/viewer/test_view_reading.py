@@ -47,9 +47,12 @@ def test_unusable_timestamps_are_none(value: object) -> None:
     assert parse_time(value) is None
 
 
-def test_epoch_seconds_and_milliseconds() -> None:
+def test_epoch_numbers_in_any_unit() -> None:
     assert parse_time(1795236001.5) == 1795236001_500000
     assert parse_time(1795236001500) == 1795236001_500000
+    assert parse_time(1795236001500000) == 1795236001_500000
+    assert parse_time(1795236001500000000) == 1795236001_500000
+    assert parse_time(1e30) is None and parse_time(-5) is None
 
 
 def test_time_inside_data_is_used_when_the_envelope_has_none() -> None:

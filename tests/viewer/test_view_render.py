@@ -102,13 +102,13 @@ def test_plain_output_has_no_escapes_and_colour_marks_errors() -> None:
 
 
 def test_text_from_the_file_cannot_drive_the_terminal() -> None:
-    trace = one_trace(span("t1", "a1", None, "evil\x1b[2J\x1b]0;title\x07name\nnext", 0, 10,
+    trace = one_trace(span("t1", "a1", None, "evil\x1b[2J\x1b]0;title\x07name\nnext\u202ereversed", 0, 10,
                            service="svc\x1b[31m", **{"note": "line1\nline2\x1b[5m"}))
     for colour in (False, True):
         lines = Renderer(width=100, color=colour, show_fields=True).trace(trace)
         text = "\n".join(lines)
         assert "\x1b[2J" not in text and "\x1b]0" not in text and "\x07" not in text and "\x1b[5m" not in text
-        assert "svc\x1b[31m" not in text
+        assert "svc\x1b[31m" not in text and "\u202e" not in text
         assert len(lines) == 2 + 1 + 3  # header, titles, the span, its three fields: no extra line breaks
 
 
