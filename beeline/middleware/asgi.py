@@ -7,9 +7,12 @@ handler, Quart, or any other).
 Each HTTP request becomes a trace whose root span carries the same fields as the WSGI
 middlewares (`request.method`, `request.path`, `request.query`, `request.host`, ...), continues
 the caller's trace from its headers, and ends only after the last body chunk went out, so
-streaming responses are timed whole. The reference had no ASGI support; its asyncio tracer
-also merged concurrent requests whenever `init()` ran before the loop started. Here the state is
-a ContextVar and every request runs in its own task, so concurrent requests never share a trace.
+streaming responses are timed whole. (After a 5xx response it ends when the app returns, so the
+exception that frameworks re-raise after sending their error page is recorded on it.)
+
+The reference had no ASGI support, and its asyncio tracer merged concurrent requests whenever
+`init()` ran before the loop started. Here the state is a ContextVar and every request runs in
+its own task, so concurrent requests never share a trace.
 
 Lifespan and websocket scopes are passed through untouched: a websocket handler may start its
 own traces with `beeline.tracer(...)`.
@@ -200,7 +203,7 @@ class HoneyASGIMiddleware:
 class _ResponseWatch:
     """Follows one response's messages and ends the trace after its final message."""
 
-    __slots__ = ("middleware", "scope", "root", "root_path", "started", "trailers", "done")
+    __slots__ = ("middleware", "scope", "root", "root_path", "started", "status", "trailers", "done")
 
     def __init__(self, middleware: HoneyASGIMiddleware, scope: Scope, root: Span) -> None:
         self.middleware = middleware
@@ -208,6 +211,7 @@ class _ResponseWatch:
         self.root = root
         self.root_path = scope.get("root_path") or ""
         self.started = False
+        self.status: Optional[int] = None
         self.trailers = False
         self.done = False
 
@@ -221,18 +225,27 @@ class _ResponseWatch:
                 return
             if kind == "http.response.body":
                 if not message.get("more_body", False) and not self.trailers:
-                    self.finish()
+                    self.response_complete()
             elif kind == "http.response.trailers":
                 if not message.get("more_trailers", False):
-                    self.finish()
+                    self.response_complete()
             elif kind in ("http.response.pathsend", "http.response.zerocopysend"):
                 if kind == "http.response.pathsend" or not message.get("more_body", False):
-                    self.finish()
+                    self.response_complete()
 
         return send_and_watch
 
+    def response_complete(self) -> None:
+        # A server error is usually followed by its exception: Starlette sends the 500 page and
+        # then re-raises. Wait for the app to return so the span carries what went wrong.
+        if self.status is not None and self.status >= 500:
+            return
+        self.finish()
+
     def response_started(self, message: Message) -> None:
         self.started = True
+        status = message.get("status")
+        self.status = status if isinstance(status, int) else None
         self.trailers = bool(message.get("trailers", False))
         try:
             self.root.add_context(self.middleware.get_context_from_response(self.scope, message))
