@@ -24,8 +24,8 @@ import logging
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional, Tuple
 
 import beeline
-from beeline.decorators import exception_fields
 from beeline.internal import warn_once
+from beeline.middleware.wsgi import error_fields
 from beeline.propagation import Request
 from beeline.trace import Span, current_span_var
 
@@ -270,7 +270,9 @@ class _ResponseWatch:
             return
         # Cancellation and interpreter exit are not application errors (as in `tracer()`).
         if isinstance(exc, Exception):
-            self.root.add_context(exception_fields(exc))
+            # The same error fields as the WSGI middlewares: request.error, request.error_detail
+            # and the app.exception_* trio.
+            self.root.add_context(error_fields(exc))
             if not self.started:
                 # What the server answers when an app raises before starting its response.
                 self.root.add_context_field("response.status_code", 500)

@@ -258,6 +258,8 @@ class TestOverUvicorn:
         assert root["app.exception_type"] == "<class 'ValueError'>"
         assert root["app.exception_string"] == "broken handler"
         assert "broken handler" in root["app.exception_stacktrace"]
+        assert root["request.error"] == "<class 'ValueError'>"
+        assert root["request.error_detail"] == "broken handler"
         assert beeline_recorder.find(name="about-to-fail")["trace.parent_id"] == root["trace.span_id"]
 
     def test_mounted_sub_application_route(self, server, beeline_recorder):
