@@ -1,0 +1,23 @@
+"""Subclasses that use the reference's override points, as applications do."""
+
+from beeline.middleware.django import HoneyMiddleware
+
+
+class CustomContext(HoneyMiddleware):
+    def get_context_from_request(self, request):
+        context = super().get_context_from_request(request)
+        context["app.tenant"] = request.headers.get("X-Tenant")
+        return context
+
+    def get_context_from_response(self, request, response):
+        context = super().get_context_from_response(request, response)
+        context["app.response_bytes"] = len(response.content)
+        return context
+
+
+class BrokenOverrides(HoneyMiddleware):
+    def get_context_from_request(self, request):
+        raise RuntimeError("broken request override")
+
+    def get_context_from_response(self, request, response):
+        raise RuntimeError("broken response override")
