@@ -9,6 +9,7 @@ move the cursor or recolour the user's terminal.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -54,13 +55,39 @@ def clean(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+def columns(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide characters two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_columns(char) for char in text)
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
 def fit(text: str, width: int, more: str) -> str:
-    """Cut `text` to `width` characters, marking the cut."""
+    """Cut `text` to `width` columns, marking the cut."""
     if width <= 0:
         return ""
-    if len(text) <= width:
+    if text.isascii():
+        return text if len(text) <= width else text[: width - 1] + more
+    if columns(text) <= width:
         return text
-    return text[: width - 1] + more
+    kept, used = [], 0
+    for char in text:
+        used += _char_columns(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + more
+
+
+def pad(text: str, width: int) -> str:
+    """`text` followed by spaces up to `width` columns."""
+    return text + " " * (width - columns(text))
 
 
 def format_ms(value: float | None) -> str:
@@ -118,8 +145,8 @@ class Renderer:
         durations = [format_ms(row.span.duration_ms) for row in rows]
         services = [clean(row.span.service) or "-" for row in rows]
         name_w, svc_w, dur_w, bar_w = self._columns(
-            max([len("span")] + [len(c[0]) + len(c[1]) + len(c[2]) + len(c[3]) for c in cells]),
-            max([len("service")] + [len(s) for s in services]),
+            max([len("span")] + [len(c[0]) + len(c[1]) + columns(c[2]) + columns(c[3]) for c in cells]),
+            max([len("service")] + [columns(s) for s in services]),
             max([len("duration")] + [len(d) for d in durations]),
         )
         right = format_ms(total_ms)
@@ -137,7 +164,7 @@ class Renderer:
             span = row.span
             prefix, marker, name, tag, child_guides = cells[index]
             prefix, name, tag = _fit_name(prefix, marker, name, tag, name_w, g.more)
-            pad = " " * (name_w - len(prefix) - len(marker) - len(name) - len(tag))
+            padding = " " * (name_w - len(prefix) - len(marker) - columns(name) - columns(tag))
             failed = span.error is not None
             colour = self._service_colour(span.service)
             bar = self._bar(span, t0, total_ms, bar_w)
@@ -146,9 +173,9 @@ class Renderer:
                 + self.paint(marker, RED, BOLD)
                 + (self.paint(name, RED, BOLD) if failed else name)
                 + self.paint(tag, YELLOW)
-                + pad
+                + padding
                 + "  "
-                + self.paint(fit(services[index], svc_w, g.more).ljust(svc_w), colour)
+                + self.paint(pad(fit(services[index], svc_w, g.more), svc_w), colour)
                 + "  "
                 + durations[index].rjust(dur_w)
                 + "  "
@@ -180,7 +207,7 @@ class Renderer:
             facts.append(note)
         title = clean(f"trace {trace.trace_id}")
         summary = "  ".join(facts)
-        if len(title) + 2 + len(summary) <= self.width:
+        if columns(title) + 2 + len(summary) <= self.width:
             return [self.paint(f"{title}  {summary}", BOLD)]
         # A long id or many facts: wrap the facts under the id rather than cut any of them.
         lines = [fit(title, self.width, self.glyphs.more)]
@@ -262,11 +289,11 @@ class Renderer:
         """Events sent outside any trace (e.g. `send_now`), one line each."""
         g = self.glyphs
         lines = [self.paint(f"standalone events (no trace id): {len(events)}", BOLD)]
-        svc_w = min(max([len("service")] + [len(clean(e.service) or "-") for e in events]), 24)
+        svc_w = min(max([len("service")] + [columns(clean(e.service) or "-") for e in events]), 24)
         for event in events:
             failed = event.error is not None
             when = format_time(event.start_us)
-            service = fit(clean(event.service) or "-", svc_w, g.more).ljust(svc_w)
+            service = pad(fit(clean(event.service) or "-", svc_w, g.more), svc_w)
             duration = "" if event.duration_ms is None else "  " + format_ms(event.duration_ms)
             marker = g.error + " " if failed else ""
             room = self.width - len(when) - svc_w - len(duration) - len(marker) - 4
@@ -318,22 +345,22 @@ class Renderer:
 def _fit_name(
     prefix: str, marker: str, name: str, tag: str, width: int, more: str
 ) -> tuple[str, str, str]:
-    """Shorten a name cell: first the name (to 8 chars), then the tree guides, then the tag."""
-    excess = len(prefix) + len(marker) + len(name) + len(tag) - width
-    if excess <= 0:
+    """Shorten a name cell: first the name (to 8 columns), then the tree guides, then the tag."""
+
+    def excess() -> int:
+        return len(prefix) + len(marker) + columns(name) + columns(tag) - width
+
+    if excess() <= 0:
         return prefix, name, tag
-    keep = max(len(name) - excess, min(len(name), 8))
-    name = fit(name, keep, more)
-    excess = len(prefix) + len(marker) + len(name) + len(tag) - width
-    if excess > 0 and prefix:
-        keep = max(len(prefix) - excess, min(len(prefix), 4))
-        prefix = more + prefix[len(prefix) - keep + 1 :] if keep < len(prefix) else prefix
-        excess = len(prefix) + len(marker) + len(name) + len(tag) - width
-    if excess > 0 and tag:
-        tag = fit(tag, max(len(tag) - excess, 0), more)
-        excess = len(prefix) + len(marker) + len(name) + len(tag) - width
-    if excess > 0:
-        name = fit(name, max(len(name) - excess, 1), more)
+    name = fit(name, max(columns(name) - excess(), min(columns(name), 8)), more)
+    if excess() > 0 and prefix:
+        keep = max(len(prefix) - excess(), min(len(prefix), 4))
+        if keep < len(prefix):
+            prefix = more + prefix[len(prefix) - keep + 1 :]
+    if excess() > 0 and tag:
+        tag = fit(tag, max(columns(tag) - excess(), 0), more)
+    if excess() > 0:
+        name = fit(name, max(columns(name) - excess(), 1), more)
     return prefix, name, tag
 
 

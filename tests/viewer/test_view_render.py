@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 
@@ -174,3 +175,25 @@ def test_summary_counts_and_broken_lines() -> None:
     renderer = Renderer()
     one = renderer.summary(1, 1, 0, 0, 1, 1, [4])
     assert one == "1 trace, 1 span, 0 standalone events; skipped 1 broken line (line 4)"
+
+
+def display_columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 0 if unicodedata.combining(c) else 1
+               for c in text)
+
+
+@pytest.mark.parametrize("width", [40, 100])
+def test_wide_characters_keep_the_columns_aligned(width: int) -> None:
+    trace = one_trace(
+        span("t1", "a1", None, "注文を処理する", 0, 100, service="決済"),
+        span("t1", "b1", "a1", "café", 10, 20),  # with a combining accent below
+        span("t1", "c1", "a1", "plain_name", 40, 20),
+        span("t1", "d1", "a1", "絵文字🚀" * 10, 60, 20),
+    )
+    trace.spans[1].name = "cafe\u0301"
+    lines = Renderer(width=width).trace(trace)
+    body = lines[[text.startswith("span ") for text in lines].index(True) + 1 :]
+    assert len(body) == 4
+    ends = {display_columns(text[: text.index(" ms") + 3]) for text in body}
+    assert len(ends) == 1, body
+    assert all(display_columns(text) <= width for text in lines)
