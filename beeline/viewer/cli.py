@@ -87,7 +87,9 @@ def _view_once(args: argparse.Namespace, renderer: Renderer, out: TextIO) -> int
     chosen = select(collection.traces, trace_id=args.trace, service=args.service, slowest=args.slowest)
     for trace in chosen:
         _write(out, renderer.trace(trace))
-    standalone = [] if args.trace else _standalone_matching(collection.standalone, args.service)
+    # Events outside any trace go with a listing of traces, not with a choice of particular ones.
+    picked = args.trace or args.slowest
+    standalone = [] if picked else _standalone_matching(collection.standalone, args.service)
     if standalone:
         _write(out, renderer.standalone(standalone))
     if not chosen and collection.traces and (args.trace or args.service):

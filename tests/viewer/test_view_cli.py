@@ -69,6 +69,9 @@ def test_filters(trace_file: Path) -> None:
 
     slowest = view(str(trace_file), "--slowest", "1").stdout
     assert f"trace {SEARCH}" in slowest and f"trace {SHOP}" not in slowest
+    assert "standalone events" not in slowest
+    assert "audit_event" in view(str(trace_file), "--service", "shop").stdout
+    assert "audit_event" not in billing
 
     nothing = view(str(trace_file), "--trace", "ffffffff")
     assert nothing.returncode == 0
