@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, List
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -84,6 +85,22 @@ def assert_wsgi_root(root: dict, prefix: str, method: str, path: str, status: in
     assert root["request.query"] == query
     assert root["request.scheme"] == "http"
     assert root["response.status_code"] == status
+
+
+def finished(recorder: Any, count: int = 1, timeout: float = HTTP_TIMEOUT, **match: Any) -> List[dict]:
+    """The `count` spans matching, once they are all recorded.
+
+    A server writes the last byte of the body before it finishes iterating and closes it, and
+    the trace ends only then: the client can hold the whole response a moment before the root
+    span is recorded. Wait for it, bounded in time.
+    """
+    deadline = time.monotonic() + timeout
+    found = recorder.spans(**match)
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+        found = recorder.spans(**match)
+    assert len(found) == count, f"expected {count} spans matching {match}, found {len(found)}"
+    return found
 
 
 def honeycomb_header(trace_id: str, parent_id: str, fields: dict) -> str:
@@ -164,6 +181,7 @@ def ref() -> SimpleNamespace:
         HTTP_TIMEOUT=HTTP_TIMEOUT,
         assert_fields=assert_fields,
         assert_wsgi_root=assert_wsgi_root,
+        finished=finished,
         honeycomb_header=honeycomb_header,
         traceparent=traceparent,
         same_trace_parentage=same_trace_parentage,

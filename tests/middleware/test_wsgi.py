@@ -181,7 +181,7 @@ class TestThroughRealServers:
                                 timeout=ref.HTTP_TIMEOUT)
         assert response.status_code == 200 and response.text == "hello name=bob"
 
-        root = beeline_recorder.find(name="wsgi_http_get")
+        root = ref.finished(beeline_recorder, name="wsgi_http_get")[0]
         ref.assert_wsgi_root(root, "wsgi", "GET", "/hello", 200, query="name=bob")
         assert root["request.user_agent"] == "tester/1"
         assert root["request.remote_addr"] == "127.0.0.1"
@@ -196,14 +196,14 @@ class TestThroughRealServers:
         response = requests.post(url + "/echo?a=1&b=2", data=b"12345", timeout=ref.HTTP_TIMEOUT)
         assert response.status_code == 201 and response.content == b"12345"
 
-        root = beeline_recorder.find(name="wsgi_http_post")
+        root = ref.finished(beeline_recorder, name="wsgi_http_post")[0]
         ref.assert_wsgi_root(root, "wsgi", "POST", "/echo", 201, query="a=1&b=2")
         assert root["request.content_length"] == "5"
 
     def test_not_found(self, beeline_recorder, servers, ref):
         url = servers.wsgiref(HoneyWSGIMiddleware(router))
         assert requests.get(url + "/missing", timeout=ref.HTTP_TIMEOUT).status_code == 404
-        ref.assert_wsgi_root(beeline_recorder.find(name="wsgi_http_get"), "wsgi", "GET", "/missing", 404)
+        ref.assert_wsgi_root(ref.finished(beeline_recorder, name="wsgi_http_get")[0], "wsgi", "GET", "/missing", 404)
 
     @pytest.mark.parametrize("server", ["wsgiref", "werkzeug"])
     def test_app_raising_before_start_response_ends_the_trace_as_a_500(self, beeline_recorder, servers, ref,
@@ -211,7 +211,7 @@ class TestThroughRealServers:
         url = getattr(servers, server)(HoneyWSGIMiddleware(router))
         assert requests.get(url + "/crash", timeout=ref.HTTP_TIMEOUT).status_code == 500
 
-        root = beeline_recorder.find(name="wsgi_http_get")
+        root = ref.finished(beeline_recorder, name="wsgi_http_get")[0]
         ref.assert_wsgi_root(root, "wsgi", "GET", "/crash", 500)
         assert root["request.error"] == "<class 'RuntimeError'>"
         assert root["request.error_detail"] == "exploded before the response"
@@ -223,7 +223,7 @@ class TestThroughRealServers:
         response = requests.get(url + "/stream", timeout=ref.HTTP_TIMEOUT)
         assert response.text == "part0\npart1\npart2\n"
 
-        root = beeline_recorder.find(name="wsgi_http_get")
+        root = ref.finished(beeline_recorder, name="wsgi_http_get")[0]
         ref.assert_wsgi_root(root, "wsgi", "GET", "/stream", 200)
         # Set after the last chunk was taken: the root was still open then.
         assert root["stream.complete"] is True
@@ -241,14 +241,14 @@ class TestThroughRealServers:
         response = requests.get(url + "/", timeout=ref.HTTP_TIMEOUT)
         # wsgiref computes Content-Length itself only for a one-element body with a length.
         assert response.headers["Content-Length"] == "7"
-        assert beeline_recorder.find(name="wsgi_http_get")["response.status_code"] == 200
+        assert ref.finished(beeline_recorder, name="wsgi_http_get")[0]["response.status_code"] == 200
 
     def test_continues_a_honeycomb_trace(self, beeline_recorder, servers, ref):
         url = servers.wsgiref(HoneyWSGIMiddleware(router))
         header = ref.honeycomb_header(TRACE_ID, PARENT_ID, {"app.tenant": "acme"})
         requests.get(url + "/hello", headers={"X-Honeycomb-Trace": header}, timeout=ref.HTTP_TIMEOUT)
 
-        root = beeline_recorder.find(name="wsgi_http_get")
+        root = ref.finished(beeline_recorder, name="wsgi_http_get")[0]
         assert root["trace.trace_id"] == TRACE_ID
         assert root["trace.parent_id"] == PARENT_ID
         assert root["meta.span_type"] == "subroot"
@@ -260,7 +260,7 @@ class TestThroughRealServers:
         requests.get(url + "/hello", headers={"traceparent": ref.traceparent(TRACE_ID, PARENT_ID)},
                      timeout=ref.HTTP_TIMEOUT)
 
-        root = beeline_recorder.find(name="wsgi_http_get")
+        root = ref.finished(beeline_recorder, name="wsgi_http_get")[0]
         assert (root["trace.trace_id"], root["trace.parent_id"]) == (TRACE_ID, PARENT_ID)
         assert root["meta.span_type"] == "subroot"
 
@@ -297,6 +297,7 @@ class TestThroughRealServers:
         for t in threads:
             t.join(timeout=30)
         assert not failures, failures
+        ref.finished(beeline_recorder, workers * rounds, name="wsgi_http_get")
         traces = beeline_recorder.traces()
         assert len(traces) == workers * rounds
         for events in traces.values():
@@ -476,7 +477,7 @@ class TestSetup:
         requests.get(url + "/hello?q=1", headers={"X-Upstream": PARENT_ID}, timeout=ref.HTTP_TIMEOUT)
 
         assert seen == [("WSGIRequest", "GET", "/hello", "q=1", PARENT_ID)]
-        root = rec.find(name="wsgi_http_get")
+        root = ref.finished(rec, name="wsgi_http_get")[0]
         assert (root["trace.trace_id"], root["trace.parent_id"], root["app.via"]) == (TRACE_ID, PARENT_ID, "custom")
 
     def test_a_raising_parser_hook_still_serves_and_traces(self, beeline_recorder_factory, servers, ref):
@@ -486,7 +487,7 @@ class TestSetup:
         rec = beeline_recorder_factory(http_trace_parser_hook=parser)
         url = servers.wsgiref(HoneyWSGIMiddleware(router))
         assert requests.get(url + "/hello", timeout=ref.HTTP_TIMEOUT).status_code == 200
-        root = rec.find(name="wsgi_http_get")
+        root = ref.finished(rec, name="wsgi_http_get")[0]
         assert root["meta.span_type"] == "root"
         assert root["parser_hook_error"] == repr(ZeroDivisionError)
 
@@ -499,7 +500,7 @@ class TestSetup:
         for _ in range(2):
             response = requests.get(url + "/hello", timeout=ref.HTTP_TIMEOUT)
             assert response.status_code == 200 and response.text == "hello "
-        assert len(beeline_recorder.spans(name="wsgi_http_get")) == 2  # still sent
+        assert len(ref.finished(beeline_recorder, 2, name="wsgi_http_get")) == 2  # still sent
         assert len(beeline_warnings()) == 1  # logged once, not per request
 
     def test_name_prefix_is_configurable(self, beeline_recorder):
@@ -509,13 +510,29 @@ class TestSetup:
 
 def test_events_reach_the_events_api_with_the_reference_types(servers, ref):
     """libhoney's real transmission, posting to a loopback Events API."""
+    closed = threading.Event()
+
+    def signals_close(app):
+        # The server closes the body after the client has the response; wait for that (and so
+        # for the end of the trace) before closing the beeline.
+        def outer(environ, start_response):
+            body = app(environ, start_response)
+            try:
+                yield from body
+            finally:
+                body.close()
+                closed.set()
+
+        return outer
+
     with LoopbackReceiver() as rx:
         beeline.init(writekey="0" * 32, dataset="d", service_name="s", api_host=rx.url)
-        url = servers.wsgiref(HoneyWSGIMiddleware(router))
+        url = servers.wsgiref(signals_close(HoneyWSGIMiddleware(router)))
         conn = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=ref.HTTP_TIMEOUT)
         conn.request("POST", "/echo?x=1", body=b"abc", headers={"User-Agent": "probe/2"})
         assert conn.getresponse().read() == b"abc"
         conn.close()
+        assert closed.wait(ref.HTTP_TIMEOUT)
         beeline.close()
         events = rx.wait_for(1, timeout=10)
     root = [e["data"] for e in events if e["data"].get("name") == "wsgi_http_post"]
@@ -523,4 +540,3 @@ def test_events_reach_the_events_api_with_the_reference_types(servers, ref):
     ref.assert_wsgi_root(root[0], "wsgi", "POST", "/echo", 201, query="x=1")
     assert root[0]["request.content_length"] == "3"
     assert root[0]["request.user_agent"] == "probe/2"
-
