@@ -255,7 +255,7 @@ class BeelineTransmission:
             log.warning("beeline transmission: close() timed out; some events may be lost")
         self._delivery.responses_closed = True
         self._warner.report_pending()
-        self._responses.put_many([None], True, time.monotonic() + _CLOSE_GRACE)
+        self._responses.put_final(self.block_on_response, max(deadline, time.monotonic()) + _CLOSE_GRACE)
         self._conns.close()
 
     def _after_fork_in_child(self) -> None:

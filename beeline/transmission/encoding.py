@@ -24,7 +24,9 @@ def _fallback(value: Any) -> str:
         return UNENCODABLE
 
 
-_ENCODER = json.JSONEncoder(default=_fallback)
+# Compact separators: smaller bodies. No circular check: a self-referencing value raises
+# RecursionError instead, which rejects that one event like any other encoding failure.
+_ENCODER = json.JSONEncoder(default=_fallback, check_circular=False, separators=(",", ":"))
 
 
 def event_time(created_at: Any) -> str:

@@ -49,3 +49,17 @@ class ResponseQueue(queue.Queue):
     def reset_after_fork(self) -> None:
         """New locks and no items: another thread may have held the old lock at fork time."""
         queue.Queue.__init__(self, self.maxsize)
+
+    def put_final(self, block: bool, deadline: float) -> None:
+        """Put close()'s ``None``. Without ``block_on_response`` nobody promised to read, and a
+        full queue is the norm (2000 responses fill it), so the oldest response makes room
+        instead of close() waiting for a reader that may never come."""
+        if block and self.put_many([None], True, deadline) == 0:
+            return
+        with self.not_full:
+            if 0 < self.maxsize <= self._qsize():
+                self._get()
+                self.unfinished_tasks -= 1
+            self._put(None)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()

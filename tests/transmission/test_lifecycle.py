@@ -121,6 +121,16 @@ def test_close_delivers_then_puts_one_final_none(rx):
     assert drain(xmit.get_response_queue()) == []
 
 
+def test_close_with_a_full_responses_queue_and_no_reader_still_ends_with_none(rx):
+    xmit = make(send_frequency=30, max_responses=2)
+    send_n(xmit, rx.url, 5)
+    xmit.close()
+    # Nobody read: the oldest response made room for the final None; close() did not wait.
+    responses = drain(xmit.get_response_queue(), until_none=True)
+    assert [r["metadata"] for r in responses[:-1]] == [1] and responses[-1] is None
+    assert delivered_ids(rx) == [0, 1, 2, 3, 4]
+
+
 def test_send_after_close_is_counted_not_sent(rx):
     xmit = make()
     xmit.close()
