@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
