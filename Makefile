@@ -29,3 +29,7 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Each framework's tests against its oldest and newest supported release (noxfile.py).
+test-matrix: $(STAMP)
+	$(BIN)/python -m nox --non-interactive

@@ -1,0 +1,115 @@
+"""The framework version matrix: each integration's tests against the oldest and the newest
+release of its framework that beeline supports.
+
+    make test-matrix          # every session (what CI runs after `make test`)
+    .venv/bin/nox -l          # list the sessions
+    .venv/bin/nox -s tornado  # both Tornado sessions; -s "tornado(oldest)" for one
+
+Each session gets a virtualenv of its own (nox's default, under .nox/) holding beeline, the test
+tools and only its framework at the pinned versions, and runs only that framework's tests, so a
+framework's tests cannot lean on another framework being installed.
+
+"oldest" is the newest patch release of the oldest supported minor series (users on an old
+series run its last patch); "newest" is whatever the package index has today, within what
+setup.cfg allows. Oldest pins were checked to install and run on Python 3.11.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+nox.options.error_on_external_run = True
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# What every framework's tests need besides the framework (tests/receiver.py and the shared
+# middleware helpers use only the standard library; the WSGI tests drive servers with requests).
+TEST_TOOLS = ["pytest>=7", "pytest-timeout", "requests>=2.20"]
+
+MATRIX = {
+    "flask": {
+        # Flask 2.2 needs Werkzeug 2.2 (Werkzeug 2.3/3.x removed APIs it uses); Flask-SQLAlchemy
+        # 3.0 is the series that supports Flask 2.2, and SQLAlchemy 1.4 the oldest it runs on.
+        "oldest": ["flask~=2.2.0", "werkzeug~=2.2.0", "flask-sqlalchemy~=3.0.0", "sqlalchemy~=1.4.0"],
+        "newest": ["flask", "werkzeug", "flask-sqlalchemy", "sqlalchemy"],
+        # The generic WSGI and Werkzeug middlewares run on the Werkzeug that each Flask brings.
+        "tests": [
+            "tests/middleware/test_flask*.py",
+            "tests/middleware/test_werkzeug.py",
+            "tests/middleware/test_wsgi.py",
+        ],
+    },
+    "django": {
+        "oldest": ["django~=4.2.0"],
+        "newest": ["django"],
+        "tests": ["tests/middleware/test_django*.py"],
+    },
+    "bottle": {
+        "oldest": ["bottle~=0.12.0"],
+        "newest": ["bottle"],
+        "tests": ["tests/middleware/test_bottle*.py"],
+    },
+    "tornado": {
+        # Tornado 6.0 is the first release with native-coroutine handlers, and it still
+        # installs and runs on Python 3.11.
+        "oldest": ["tornado~=6.0.0"],
+        "newest": ["tornado"],
+        "tests": ["tests/middleware/test_tornado*.py"],
+    },
+}
+
+LEVELS = [nox.param(level, id=level) for level in ("oldest", "newest")]
+
+
+def _test_files(patterns: list) -> list:
+    found = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(os.path.join(HERE, pattern))):
+            relative = os.path.relpath(path, HERE)
+            if relative not in found:
+                found.append(relative)
+    return found
+
+
+def _run_framework(session: nox.Session, framework: str, level: str) -> None:
+    entry = MATRIX[framework]
+    files = _test_files(entry["tests"])
+    if not files:
+        session.skip(f"no {framework} tests in this checkout yet")
+    session.install(*TEST_TOOLS)
+    session.install("-e", ".")
+    # Installed last and in one step, so these pins decide, whatever the steps before pulled in.
+    session.install(*entry[level])
+    session.run("python", "-m", "pip", "list", "--disable-pip-version-check", silent=False)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *files, *session.posargs)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def flask(session: nox.Session, level: str) -> None:
+    """Flask + Flask-SQLAlchemy + SQLAlchemy, Werkzeug and plain WSGI."""
+    _run_framework(session, "flask", level)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def django(session: nox.Session, level: str) -> None:
+    """Django."""
+    _run_framework(session, "django", level)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def bottle(session: nox.Session, level: str) -> None:
+    """Bottle."""
+    _run_framework(session, "bottle", level)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def tornado(session: nox.Session, level: str) -> None:
+    """Tornado (server tracing and AsyncHTTPClient)."""
+    _run_framework(session, "tornado", level)
