@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -409,6 +411,24 @@ class TestDatabase:
         assert alone["meta.span_type"] == "root" and alone["trace.trace_id"] != job["trace.trace_id"]
         assert job["rollup.db.call_count"] == 1.0
 
+    def test_connections_opened_before_the_middleware_are_wrapped_when_a_request_starts(self, beeline_recorder):
+        """A persistent connection that a thread opened before any HoneyMiddleware existed gets
+        the wrapper from `request_started`, which Django sends in the thread that will query."""
+        from beeline.middleware import django_db
+        from tests.middleware.django_project.models import Note
+
+        django_db.uninstall()
+        try:
+            with ThreadPoolExecutor(max_workers=1) as worker:  # one thread: one connection
+                assert worker.submit(Note.objects.count).result(timeout=10) >= 0
+                c = client()
+                c.get("/hello/")  # builds the middleware (and installs) in this thread
+                assert worker.submit(c.get, "/db/").result(timeout=10).status_code == 200
+                worker.submit(_close_connections).result(timeout=10)
+        finally:
+            django_db.install()
+        assert len(beeline_recorder.spans(name="django_sqlite_query")) == 4
+
     def test_one_span_per_query_when_wrapped_twice(self, beeline_recorder):
         from django.db import connection
 
@@ -429,6 +449,8 @@ class TestStreaming:
     def test_the_root_ends_after_the_last_chunk(self, beeline_recorder):
         response = client().get("/stream/")
         assert roots(beeline_recorder) == []  # the body has not been produced yet
+        # ...and the request's spans are not left active where the middleware ran meanwhile.
+        assert active_span() is None
         assert b"".join(response.streaming_content).endswith(b"last")
         root = beeline_recorder.find(name="django_http_get")
         assert root["response.status_code"] == 200 and root["request.route"] == "stream/"
@@ -448,6 +470,13 @@ class TestStreaming:
         response.close()
         assert len(roots(beeline_recorder)) == 1
         assert beeline_recorder.spans(name="chunk_work") == []
+
+    def test_a_response_dropped_without_close_still_ends_its_trace(self, beeline_recorder):
+        response = client().get("/stream/")
+        assert roots(beeline_recorder) == []
+        del response
+        gc.collect()
+        assert len(roots(beeline_recorder)) == 1
 
     def test_a_body_that_raises_records_the_error(self, beeline_recorder):
         response = client().get("/stream-fail/")
@@ -554,6 +583,12 @@ def assert_traces_separate(rec, tags, work_name):
 # ---- real servers ----------------------------------------------------------------------------------
 
 
+def _close_connections():
+    from django.db import connections
+
+    connections.close_all()
+
+
 def wsgi_app():
     from django.core.handlers.wsgi import WSGIHandler
 
@@ -612,6 +647,23 @@ class TestServers:
         span = beeline_recorder.find(name=work)
         assert span["trace.parent_id"] == root["trace.span_id"]
         assert beeline_recorder.find(name="django_sqlite_query")["trace.parent_id"] == span["trace.span_id"]
+
+    def test_a_client_leaving_mid_stream_never_leaves_the_trace_open(self, beeline_recorder):
+        from tests.middleware.django_project import views
+
+        with UvicornThread(asgi_app()) as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /slow-astream/?tag=gone HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                received = b""
+                while b"chunk 0" not in received:
+                    data = sock.recv(4096)
+                    assert data, "the server closed before the first chunk"
+                    received += data
+            assert wait_until(lambda: len(roots(beeline_recorder)) == 1)
+        root = beeline_recorder.find(name="django_http_get")
+        assert root["response.status_code"] == 200 and root["request.route"] == "slow-astream/"
+        assert views.SLOW_CHUNKS["gone"] >= 1
+        assert active_span() is None
 
     def test_wsgi_server_streams_and_the_trace_covers_the_body(self, beeline_recorder):
         with WSGIServerThread(wsgi_app()) as server:

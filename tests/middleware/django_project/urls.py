@@ -16,6 +16,7 @@ urlpatterns = [
     path("stream/", views.stream),
     path("stream-fail/", views.stream_fail),
     path("astream/", views.astream),
+    path("slow-astream/", views.slow_astream),
     path("file/", views.file_view),
     path("async/", views.async_hello),
     path("async-boom/", views.async_boom),

@@ -104,6 +104,22 @@ async def astream(request):
     return StreamingHttpResponse(body())
 
 
+# How many chunks the slow stream produced, per request tag: shows where a disconnect cut it.
+SLOW_CHUNKS: dict = {}
+
+
+async def slow_astream(request):
+    tag = request.GET.get("tag", "")
+
+    async def body():
+        for i in range(100):  # at most about two seconds
+            SLOW_CHUNKS[tag] = i + 1
+            yield b"chunk %d\n" % i
+            await asyncio.sleep(0.02)
+
+    return StreamingHttpResponse(body())
+
+
 def file_view(request):
     return FileResponse(io.BytesIO(b"x" * 10000), content_type="application/octet-stream")
 
