@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,25 @@ class Viewer:
             self.seen.append(text)
             if fragment in text:
                 return
+        self.stop()
         raise AssertionError(f"{fragment!r} never printed; output so far: {self.seen}")
 
+    def stop(self) -> None:
+        """Kill the viewer if it is still running (after a failed expectation)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=WAIT_S)
+
     def finish(self) -> tuple[int, str, str]:
-        code = self.process.wait(timeout=WAIT_S)
+        try:
+            code = self.process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
         while (text := self.lines.get(timeout=WAIT_S)) is not None:
             self.seen.append(text)
         assert self.process.stderr is not None
         return code, "\n".join(self.seen), self.process.stderr.read()
+
+
+StartViewer = Callable[..., Viewer]  # the type of the `follow_viewer` fixture

@@ -14,7 +14,7 @@ import pytest
 from beeline.viewer.follow import FileTail, TraceGate
 from beeline.viewer.reading import LineParser
 
-from .helpers import WAIT_S, Viewer, line, span
+from .helpers import WAIT_S, StartViewer, line, span
 
 
 def parsed(record: dict):
@@ -73,9 +73,11 @@ def test_file_tail_waits_holds_partial_lines_and_follows_truncation_and_rotation
     assert [text for text in (next(lines) for _ in range(3)) if text is not None][:1] == ["rotated\n"]
 
 
-def test_follow_prints_traces_as_a_background_writer_completes_them(tmp_path: Path) -> None:
+def test_follow_prints_traces_as_a_background_writer_completes_them(
+    tmp_path: Path, follow_viewer: StartViewer
+) -> None:
     path = tmp_path / "live.jsonl"  # does not exist yet: the viewer waits for it
-    viewer = Viewer(str(path), "--settle", "0.3", "--max-seconds", "120")
+    viewer = follow_viewer(str(path), "--settle", "0.3", "--max-seconds", "120")
     steps: queue.Queue[str] = queue.Queue()
     failures: list[BaseException] = []
 
@@ -122,10 +124,10 @@ def test_follow_prints_traces_as_a_background_writer_completes_them(tmp_path: Pa
     )
 
 
-def test_follow_stops_by_itself_after_max_seconds(tmp_path: Path) -> None:
+def test_follow_stops_by_itself_after_max_seconds(tmp_path: Path, follow_viewer: StartViewer) -> None:
     path = tmp_path / "quiet.jsonl"
     path.write_text(line(span("dddd", "a1", None, "only_root", 0, 10)) + "\n" + '{"cut": ', encoding="utf-8")
-    viewer = Viewer(str(path), "--settle", "0.2", "--max-seconds", "1")
+    viewer = follow_viewer(str(path), "--settle", "0.2", "--max-seconds", "1")
     code, out, err = viewer.finish()
     assert code == 0, err
     assert out.count("trace dddd") == 1
@@ -133,8 +135,8 @@ def test_follow_stops_by_itself_after_max_seconds(tmp_path: Path) -> None:
     assert out.splitlines()[-1] == "1 trace, 1 span, 0 standalone events; skipped 1 broken line (line 2)"
 
 
-def test_follow_on_stdin_ends_when_the_pipe_closes() -> None:
-    viewer = Viewer("-", "--settle", "0.2", stdin=subprocess.PIPE)
+def test_follow_on_stdin_ends_when_the_pipe_closes(follow_viewer: StartViewer) -> None:
+    viewer = follow_viewer("-", "--settle", "0.2", stdin=subprocess.PIPE)
     assert viewer.process.stdin is not None
     viewer.process.stdin.write(line(span("eeee", "a1", None, "piped_root", 0, 10)) + "\n")
     viewer.process.stdin.flush()
@@ -151,13 +153,15 @@ def test_follow_on_stdin_ends_when_the_pipe_closes() -> None:
     (("--service", "billing"), "trace 1111", "trace 2222"),
     (("--trace", "2222"), "trace 2222", "trace 1111"),
 ])
-def test_follow_applies_filters(tmp_path: Path, filters: tuple[str, str], shown: str, hidden: str) -> None:
+def test_follow_applies_filters(
+    tmp_path: Path, filters: tuple[str, str], shown: str, hidden: str, follow_viewer: StartViewer
+) -> None:
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join([
         line(span("1111", "a1", None, "pay", 0, 10, service="billing")) + "\n",
         line(span("2222", "b1", None, "browse", 5, 10, service="shop")) + "\n",
     ]), encoding="utf-8")
-    viewer = Viewer(str(path), *filters, "--settle", "0.2", "--max-seconds", "1")
+    viewer = follow_viewer(str(path), *filters, "--settle", "0.2", "--max-seconds", "1")
     code, out, _ = viewer.finish()
     assert code == 0
     assert shown in out and hidden not in out

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .helpers import ANSI, REPO, Viewer, clean_env, view
+from .helpers import ANSI, REPO, StartViewer, clean_env, view
 
 SHOP_PROGRAM = """
     import time
@@ -194,9 +194,9 @@ def test_a_trace_across_two_services_over_real_http(tmp_path: Path) -> None:
     assert "no root span" not in alone  # a subroot begins the trace in this service
 
 
-def test_follow_a_real_program_while_it_runs(tmp_path: Path) -> None:
+def test_follow_a_real_program_while_it_runs(tmp_path: Path, follow_viewer: StartViewer) -> None:
     trace_file = tmp_path / "worker.jsonl"
-    viewer = Viewer(str(trace_file), "--settle", "0.2", "--max-seconds", "120")
+    viewer = follow_viewer(str(trace_file), "--settle", "0.2", "--max-seconds", "120")
     traced_run(tmp_path, "worker", SLOW_PRODUCER, trace_file)
     viewer.wait_for("step_2")
     viewer.process.send_signal(signal.SIGINT)
