@@ -532,6 +532,33 @@ def test_concurrent_requests_never_mix_their_spans(beeline_recorder):
             assert by_id[step["trace.parent_id"]]["app.tag"] == step["app.tag"]
 
 
+def blocking_work(label):
+    with beeline.tracer("blocking_" + label):
+        return label
+
+
+class ThreadedWorkHandler(tornado.web.RequestHandler):
+    async def get(self):
+        from beeline.threads import ContextExecutor
+
+        first = await asyncio.to_thread(blocking_work, "to_thread")
+        with ContextExecutor(max_workers=1) as pool:
+            second = await tornado.ioloop.IOLoop.current().run_in_executor(pool, blocking_work, "executor")
+        self.write(first + "," + second)
+
+
+def test_work_handed_to_threads_stays_in_the_request_trace(beeline_recorder):
+    async def scenario():
+        app = build_app(threaded=(r"/threaded", ThreadedWorkHandler))
+        async with serving(app) as url, http_client() as client:
+            return await client.fetch(url + "/threaded")
+
+    assert run(scenario()).body == b"to_thread,executor"
+    root = beeline_recorder.find(name="tornado_http_get")
+    for name in ("blocking_to_thread", "blocking_executor"):
+        assert beeline_recorder.find(name=name)["trace.parent_id"] == root["trace.span_id"]
+
+
 # ---- outgoing calls ---------------------------------------------------------------------------------
 
 
