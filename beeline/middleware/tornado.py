@@ -176,7 +176,7 @@ def finish_request_trace(handler: tornado.web.RequestHandler) -> None:
     try:
         # Only a response that was really sent has a status the client saw; a handler abandoned
         # because the client went away has none.
-        if handler._finished:
+        if getattr(handler, "_finished", False):
             span.fields["response.status_code"] = int(handler.get_status())
         beeline.finish_trace(span)
     except Exception:
@@ -223,7 +223,7 @@ async def _execute_in_trace(wrapped: Callable, handler: Any, args: tuple, kwargs
         # finish() normally ended the span already. What is left: a detached connection (e.g.
         # a protocol upgrade), or a request Tornado gave up on because the client went away
         # (auto-finish on, yet unfinished). With auto-finish off, finish() comes later.
-        if span is not None and (handler._finished or handler._auto_finish):
+        if span is not None and (getattr(handler, "_finished", True) or getattr(handler, "_auto_finish", True)):
             finish_request_trace(handler)
 
 
@@ -234,7 +234,7 @@ def traced_finish(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -
     finally:
         # finish() may raise before finishing (e.g. a body with a 204); the request then goes on
         # to the error handler, which finishes it, and the span must still be open for that.
-        if instance._finished:
+        if getattr(instance, "_finished", False):
             finish_request_trace(instance)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import re
 import socket
 
@@ -869,6 +870,28 @@ def test_without_init_the_application_runs_untouched():
             return [(await client.fetch(url + path, raise_error=False)).code for path in ("/nested", "/raise")]
 
     assert run(scenario()) == [200, 500]
+
+
+def test_a_failure_inside_the_instrumentation_never_reaches_the_application(beeline_recorder, monkeypatch, caplog):
+    from beeline.internal import reset_warnings
+    from beeline.middleware import tornado as server
+
+    def broken(handler):
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(server, "request_route", broken)
+    reset_warnings()
+    caplog.set_level(logging.WARNING, logger="beeline")
+
+    async def scenario():
+        async with serving(build_app()) as url, http_client() as client:
+            return [(await client.fetch(url + "/hello/bob")).body for _ in range(3)]
+
+    assert run(scenario()) == [b"hello bob"] * 3
+    assert beeline_recorder.events == []  # those requests went untraced, nothing else changed
+    warnings = [r for r in caplog.records if r.name == "beeline" and r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # logged once, not once per request
+    assert "Tornado" in warnings[0].getMessage()
 
 
 # ---- on the wire ------------------------------------------------------------------------------------
