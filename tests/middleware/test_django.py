@@ -12,9 +12,13 @@ import base64
 import gc
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -695,3 +699,15 @@ class TestServers:
         assert len(queries) == 4
         for query in queries:
             assert_shape(query, {**REFERENCE_DB_FIELDS, "db.query_args": (list, NoneType)})
+
+
+def test_the_example_app_runs_with_no_write_key():
+    """`examples/django/app.py --self-test` serves real requests and prints their traces."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HONEYCOMB_", "BEELINE_"))}
+    done = subprocess.run([sys.executable, str(root / "examples" / "django" / "app.py"), "--self-test"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "statuses: [200, 200, 200, 404]" in done.stderr
+    for name in ("django_http_post", "django_http_get", "django_sqlite_query", "render_report"):
+        assert name in done.stderr
