@@ -22,7 +22,7 @@ DB spans (`flask_db_query`) come from listeners on the app's Flask-SQLAlchemy en
 binds), attached the first time a request runs (Flask-SQLAlchemy may be set up after the
 middleware). Pass `engines=[...]` for engines Flask-SQLAlchemy does not manage. An app without
 Flask-SQLAlchemy and without `engines=` keeps honeycomb-beeline's scope: every engine, for
-statements run inside a Flask app context.
+statements run inside that app's context.
 """
 
 from __future__ import annotations
@@ -171,8 +171,9 @@ class _AppInstrumentation:
                     from sqlalchemy.engine import Engine
 
                     log.info("beeline: no Flask-SQLAlchemy on %r and no engines= given; tracing the statements "
-                             "of every SQLAlchemy engine inside a Flask app context", app.name)
+                             "of every SQLAlchemy engine inside this app's context", app.name)
                     targets, tracer = [Engine], _fallback_query_tracer()
+                    _fallback_apps.add(app)
             for target in targets:
                 instrument_engine(target, tracer, owner=app)
                 if target not in self.db_targets:
@@ -199,6 +200,7 @@ class _AppInstrumentation:
                     # unwrap leaves the bound method as an instance attribute; the class's
                     # method is the original, so drop it.
                     vars(app).pop(name, None)
+        _fallback_apps.discard(app)
         if self.db_targets:
             from beeline.middleware.sqlalchemy import uninstrument_engine
 
@@ -239,6 +241,13 @@ class _AppInstrumentation:
 # ---- DB helpers ---------------------------------------------------------------------------------
 
 _tracers: dict = {}
+# Apps whose statements the Engine-class fallback traces: statements run in the context of any
+# other app (one without the middleware, or one that is gone) are left alone.
+_fallback_apps: "weakref.WeakSet[flask.Flask]" = weakref.WeakSet()
+
+
+def _in_instrumented_app_context() -> bool:
+    return flask.has_app_context() and flask.current_app._get_current_object() in _fallback_apps
 
 
 def _query_tracer():
@@ -255,7 +264,7 @@ def _fallback_query_tracer():
     if tracer is None:
         from beeline.middleware.sqlalchemy import QueryTracer
 
-        tracer = _tracers["fallback"] = QueryTracer(DB_SPAN_NAME, should_trace=flask.has_app_context)
+        tracer = _tracers["fallback"] = QueryTracer(DB_SPAN_NAME, should_trace=_in_instrumented_app_context)
     return tracer
 
 

@@ -168,9 +168,40 @@ def _finish(query: _Query) -> None:
 # ---- attaching and removing, once per target --------------------------------------------------
 
 _lock = threading.Lock()
-# target (an Engine, or the Engine class) -> (tracer, owners): listeners stay while any owner
-# (an app, or the caller of instrument_engine) still wants them.
-_registrations: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
+
+class _Registration:
+    """The listeners on one target (an Engine, or the Engine class) and who wants them. An owner
+    that can be weakly referenced (an app) stops counting once it is garbage; others (and the
+    anonymous owner, None) count until they call `uninstrument_engine`."""
+
+    __slots__ = ("tracer", "owners")
+
+    def __init__(self, tracer: QueryTracer) -> None:
+        self.tracer = tracer
+        self.owners: dict = {}
+
+    def add(self, owner: Any) -> None:
+        if owner is None:
+            self.owners[None] = None
+            return
+        try:
+            self.owners[id(owner)] = weakref.ref(owner)
+        except TypeError:
+            self.owners[id(owner)] = owner
+
+    def discard(self, owner: Any) -> None:
+        self.owners.pop(None if owner is None else id(owner), None)
+
+    def prune(self) -> bool:
+        """Forget owners that are gone; True when somebody still wants the listeners."""
+        dead = [key for key, ref in self.owners.items() if isinstance(ref, weakref.ref) and ref() is None]
+        for key in dead:
+            del self.owners[key]
+        return bool(self.owners)
+
+
+_registrations: "weakref.WeakKeyDictionary[Any, _Registration]" = weakref.WeakKeyDictionary()
 
 _default_tracer = QueryTracer("sqlalchemy_query")
 
@@ -179,18 +210,20 @@ def instrument_engine(engine: Any, tracer: Optional[QueryTracer] = None, owner: 
     """Trace every statement `engine` runs (an `Engine`, or the `Engine` class for all of them).
 
     Idempotent: listeners are attached once per engine, whoever asks. `owner` names who asked,
-    so that `uninstrument_engine(engine, owner)` only removes them when nobody else wants them.
-    Returns False when the engine was already instrumented.
+    so that `uninstrument_engine(engine, owner)` only removes them when nobody else wants them;
+    an owner that is garbage-collected stops counting. Returns False when the engine was
+    already instrumented.
     """
-    tracer = tracer or _default_tracer
     with _lock:
-        registered = _registrations.get(engine)
-        if registered is not None:
-            registered[1].add(_owner_key(owner))
+        registration = _registrations.get(engine)
+        if registration is not None:
+            registration.add(owner)
             return False
-        for name, fn in tracer.listeners():
+        registration = _Registration(tracer or _default_tracer)
+        for name, fn in registration.tracer.listeners():
             event.listen(engine, name, fn)
-        _registrations[engine] = (tracer, {_owner_key(owner)})
+        registration.add(owner)
+        _registrations[engine] = registration
         return True
 
 
@@ -198,23 +231,25 @@ def uninstrument_engine(engine: Any, owner: Any = None) -> bool:
     """Undo `instrument_engine` for `owner`; the listeners go when no owner is left. Returns
     True when they were removed."""
     with _lock:
-        registered = _registrations.get(engine)
-        if registered is None:
+        registration = _registrations.get(engine)
+        if registration is None:
             return False
-        tracer, owners = registered
-        owners.discard(_owner_key(owner))
-        if owners:
-            return False
-        del _registrations[engine]
-        for name, fn in tracer.listeners():
-            if event.contains(engine, name, fn):
-                event.remove(engine, name, fn)
-        return True
+        registration.discard(owner)
+        return _remove_if_unwanted(engine, registration)
 
 
 def is_instrumented(engine: Any) -> bool:
-    return engine in _registrations
+    """Whether `engine` has the listeners (removing them first if every owner is gone)."""
+    with _lock:
+        registration = _registrations.get(engine)
+        return registration is not None and not _remove_if_unwanted(engine, registration)
 
 
-def _owner_key(owner: Any) -> Any:
-    return None if owner is None else id(owner)
+def _remove_if_unwanted(engine: Any, registration: _Registration) -> bool:
+    if registration.prune():
+        return False
+    del _registrations[engine]
+    for name, fn in registration.tracer.listeners():
+        if event.contains(engine, name, fn):
+            event.remove(engine, name, fn)
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import threading
 
 import pytest
@@ -287,9 +288,10 @@ class TestListeners:
         flask_mw.unpatch(app)
         assert not is_instrumented(engine)
 
-    def test_without_flask_sqlalchemy_every_engine_inside_an_app_context(self, beeline_recorder, tmp_path):
+    def test_without_flask_sqlalchemy_every_engine_inside_the_apps_context(self, beeline_recorder, tmp_path):
+        gc.collect()  # apps of earlier tests that used this fallback are gone, and so are their listeners
         engine = sa.create_engine("sqlite:///%s" % (tmp_path / "plain.db"))
-        app = flask.Flask("plain")
+        app, other_app = flask.Flask("plain"), flask.Flask("not_instrumented")
 
         @app.route("/")
         def index():
@@ -305,12 +307,25 @@ class TestListeners:
             with beeline.tracer("outside_flask"):  # a trace, but no app context: as the reference
                 with engine.connect() as conn:
                     conn.execute(sa.text("SELECT 8")).all()
+                with other_app.app_context(), engine.connect() as conn:  # another app's context
+                    conn.execute(sa.text("SELECT 9")).all()
             assert [s["db.query"] for s in db_spans(beeline_recorder)] == ["SELECT 7"]
         finally:
             flask_mw.unpatch(app)
         assert not is_instrumented(sa.engine.Engine)
         assert not sa.event.contains(sa.engine.Engine, "before_cursor_execute",
                                      flask_mw._fallback_query_tracer().before_cursor_execute)
+
+    def test_the_fallback_goes_with_the_app(self, beeline_recorder):
+        gc.collect()
+        app = flask.Flask("short_lived")
+        HoneyMiddleware(app)
+        with app.test_client().get("/"):
+            pass
+        assert is_instrumented(sa.engine.Engine)
+        del app
+        gc.collect()
+        assert not is_instrumented(sa.engine.Engine)
 
     def test_unpatch_removes_the_listeners(self, beeline_recorder, tmp_path):
         app, db, _ = make_app(tmp_path)
