@@ -33,19 +33,22 @@ import asyncio
 import functools
 import inspect
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import beeline
 from beeline.decorators import exception_fields
 from beeline.internal import warn_once
 from beeline.propagation import DictRequest, Request
 
-__all__ = ["COLD_START", "DEFAULT_FLUSH_TIMEOUT", "LambdaRequest", "beeline_wrapper"]
+__all__ = ["COLD_START", "DEFAULT_FLUSH_TIMEOUT", "MAX_LINKS", "LambdaRequest", "beeline_wrapper"]
 
 log = logging.getLogger("beeline")
 
 #: True until the first invocation in this execution environment has started.
 COLD_START = True
+
+#: Most span links recorded for one batch invocation.
+MAX_LINKS = 100
 
 #: Longest the wrapper waits for the spans to be delivered after an invocation, in seconds.
 DEFAULT_FLUSH_TIMEOUT = 2.0
@@ -160,6 +163,7 @@ def _upstream_links(event: Any) -> List[Tuple[str, str]]:
     if len(records) < 2:
         return []
     links: List[Tuple[str, str]] = []
+    seen = set()
     for record in records:
         attributes = _record_attributes(record)
         if not attributes:
@@ -167,19 +171,24 @@ def _upstream_links(event: Any) -> List[Tuple[str, str]]:
         context = beeline.http_trace_parser_hook(DictRequest(attributes))
         trace_id = getattr(context, "trace_id", None)
         span_id = getattr(context, "parent_id", None)
-        if trace_id and span_id and (trace_id, span_id) not in links:
+        if trace_id and span_id and (trace_id, span_id) not in seen:
+            seen.add((trace_id, span_id))
             links.append((trace_id, span_id))
     return links
 
 
-def _add_links(root: Any, links: Iterable[Tuple[str, str]]) -> None:
+def _add_links(root: Any, links: List[Tuple[str, str]]) -> None:
     # Honeycomb's span-link convention: an annotation event whose parent is the linking span.
-    for trace_id, span_id in links:
+    # A batch can hold thousands of records (SQS with a batching window); past MAX_LINKS the
+    # rest are counted on the root span instead of each costing an event.
+    for trace_id, span_id in links[:MAX_LINKS]:
         link = beeline.start_span(
             {"meta.annotation_type": "link", "trace.link.trace_id": trace_id, "trace.link.span_id": span_id},
             parent_id=root.id,
         )
         beeline.finish_span(link)
+    if len(links) > MAX_LINKS:
+        root.add_context_field("meta.links_dropped", len(links) - MAX_LINKS)
 
 
 def _start(handler: Callable, event: Any, context: Any, record_input: bool) -> Any:

@@ -266,6 +266,23 @@ class TestBatches:
         links = recorder.spans(meta__annotation_type="link")
         assert {link["trace.link.trace_id"] for link in links} == {UPSTREAM_TRACE, OTHER_TRACE}
         assert recorder.find(name="get_order")["meta.span_type"] == "root"
+        assert "meta.links_dropped" not in recorder.find(name="get_order")
+
+    def test_links_past_the_limit_are_counted_not_sent(self, recorder, monkeypatch):
+        monkeypatch.setattr(awslambda, "MAX_LINKS", 2)
+        event = load("sqs-batch")
+        template = event["Records"][0]
+        event["Records"] = []
+        for n in range(5):
+            record = copy.deepcopy(template)
+            record["messageAttributes"]["X-Honeycomb-Trace"]["stringValue"] = (
+                f"1;trace_id={n + 1:032x},parent_id={n + 1:016x},context=e30="
+            )
+            event["Records"].append(record)
+        get_order(event, LambdaContext())
+        links = recorder.spans(meta__annotation_type="link")
+        assert [link["trace.link.trace_id"] for link in links] == [f"{1:032x}", f"{2:032x}"]
+        assert recorder.find(name="get_order")["meta.links_dropped"] == 3
 
     def test_batch_without_trace_context_has_no_links(self, recorder):
         event = load("sqs-batch")
