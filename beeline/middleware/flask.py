@@ -79,8 +79,15 @@ class HoneyDBMiddleware:
         state = _instrumentation(app)
         state.want_db(list(engines) if engines is not None else None)
         state.install_hooks()
-        if state.db_pending and (state.db_explicit is not None or _inside_app_context_of(app)):
-            state.attach_db()
+        if state.db_pending:
+            if state.db_explicit is not None or _inside_app_context_of(app):
+                state.attach_db()
+            else:
+                # Outside the app's context, only engines already made are found; otherwise the
+                # first request (which runs in the app's context) attaches the listeners.
+                found = _engines_made_for(app)
+                if found:
+                    state.attach_db(found)
 
 
 def unpatch(app: flask.Flask) -> bool:
@@ -148,9 +155,9 @@ class _AppInstrumentation:
         elif not self.db_targets:
             self.db_pending = True
 
-    def attach_db(self) -> None:
-        """Attach the query listeners; called inside the app's context (the engines of
-        Flask-SQLAlchemy 3 are only reachable there)."""
+    def attach_db(self, engines: Optional[List[Any]] = None) -> None:
+        """Attach the query listeners to `engines`, or to the ones found from inside the app's
+        context (Flask-SQLAlchemy 3 only gives them out there)."""
         self.db_pending = False
         app = self.app
         if app is None:
@@ -163,6 +170,8 @@ class _AppInstrumentation:
         try:
             if self.db_explicit is not None:
                 targets, tracer = self.db_explicit, _query_tracer()
+            elif engines:
+                targets, tracer = engines, _query_tracer()
             else:
                 found = _flask_sqlalchemy_engines(app)
                 if found is not None:
@@ -279,3 +288,15 @@ def _flask_sqlalchemy_engines(app: flask.Flask) -> Optional[List[Any]]:
         return list(engines.values())
     engine = getattr(db, "engine", None)
     return [engine] if engine is not None else None
+
+
+def _engines_made_for(app: flask.Flask) -> Optional[List[Any]]:
+    """Without an app context: the engines Flask-SQLAlchemy 3 already made for `app`, read from
+    where it keeps them (None when that is not available; the first request finds them)."""
+    ext = app.extensions.get("sqlalchemy")
+    made = getattr(ext, "_app_engines", None)
+    try:
+        engines = made.get(app) if made is not None else None
+    except Exception:
+        return None
+    return list(engines.values()) if engines else None

@@ -186,6 +186,21 @@ class TestQuerySpans:
         assert beeline_recorder.find(name="flask_http_get")["response.status_code"] == 200
 
 
+    def test_statements_in_a_trace_outside_any_request(self, beeline_recorder, tmp_path):
+        app, db, _ = make_app(tmp_path)
+        db.init_app(app)
+        HoneyMiddleware(app)
+        with app.app_context():
+            db.create_all()  # no trace: no spans
+            engine = db.engine
+        assert db_spans(beeline_recorder) == []
+        with beeline.tracer("nightly_job") as job, engine.connect() as conn:  # e.g. a CLI command
+            conn.execute(sa.text("SELECT count(*) FROM users")).scalar()
+        span = beeline_recorder.find(name="flask_db_query")
+        assert span["trace.parent_id"] == job.id
+        assert beeline_recorder.find(name="nightly_job")["rollup.db.call_count"] == 1.0
+
+
 class TestListeners:
     def test_only_the_apps_engines_and_only_once(self, beeline_recorder, tmp_path):
         app, db, _ = make_app(tmp_path)
