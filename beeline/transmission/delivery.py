@@ -131,7 +131,8 @@ class Delivery:
             why = f"unreadable status array in the response: {_text(reply.body)[:200]!r}"
             self.fail(events, reply.status, why, started)
             return
-        out = []
+        out: list = []
+        keep = not self._responses.would_drop(self._block_on_response)
         sent = failed = 0
         last_error = ""
         for i, ev in enumerate(events):
@@ -141,7 +142,8 @@ class Delivery:
                 error = item.get("error")
                 if 200 <= status < 300:
                     sent += 1
-                    out.append(response(status, str(error) if error else None, duration, ev.metadata))
+                    if keep:
+                        out.append(response(status, str(error) if error else None, duration, ev.metadata))
                     continue
                 error = str(error) if error else f"event rejected with status {status}"
             else:
@@ -154,7 +156,8 @@ class Delivery:
             self._warner.note("failed", failed, last_error)
         if self._debug:
             log.debug("beeline transmission: batch of %d: %d accepted, %d rejected", len(events), sent, failed)
-        self._put(out)
+        if out:
+            self._put(out)
 
     def fail(self, events: list, status: int, error: str, started: float, body: str = "") -> None:
         """Final failure for ``events``: counted, warned about (rate-limited) and reported."""

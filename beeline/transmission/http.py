@@ -19,6 +19,30 @@ from dataclasses import dataclass
 from typing import Optional, Union
 from urllib.parse import quote, unquote, urlsplit
 
+
+class _NoDelay:
+    """TCP_NODELAY, as urllib3 sets by default: http.client writes the headers and the body
+    separately, and with Nagle's algorithm the body could wait for the server's delayed ACK."""
+
+    sock: Optional[socket.socket]
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+
+class _HTTPConnection(_NoDelay, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
+    pass
+
+
 Connection = Union[http.client.HTTPConnection, http.client.HTTPSConnection]
 
 
@@ -166,16 +190,14 @@ class Connections:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             if proxy is not None:
-                conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=self._timeout,
-                                                   context=self._ssl)
+                conn = _HTTPSConnection(proxy.host, proxy.port, timeout=self._timeout, context=self._ssl)
                 tunnel_headers = {"Proxy-Authorization": proxy.auth} if proxy.auth else None
                 conn.set_tunnel(endpoint.host, endpoint.port, headers=tunnel_headers)
                 return conn
-            return http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=self._timeout,
-                                               context=self._ssl)
+            return _HTTPSConnection(endpoint.host, endpoint.port, timeout=self._timeout, context=self._ssl)
         if proxy is not None:
             return _ProxiedHTTPConnection(proxy, timeout=self._timeout)
-        return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self._timeout)
+        return _HTTPConnection(endpoint.host, endpoint.port, timeout=self._timeout)
 
     def _return(self, endpoint: Endpoint, conn: Connection) -> None:
         with self._lock:
@@ -192,7 +214,7 @@ class Connections:
         conn.close()
 
 
-class _ProxiedHTTPConnection(http.client.HTTPConnection):
+class _ProxiedHTTPConnection(_HTTPConnection):
     """Plain HTTP through a forward proxy: connect to the proxy, add its credentials."""
 
     def __init__(self, proxy: _Proxy, timeout: float) -> None:

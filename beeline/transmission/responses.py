@@ -18,6 +18,12 @@ def response(status_code: int, error: Optional[str], duration_ms: float, metadat
 
 
 class ResponseQueue(queue.Queue):
+    def would_drop(self, block: bool) -> bool:
+        """True when a non-blocking put would drop everything: the usual state when nobody
+        reads responses, so callers skip building them. Read without the lock: a stale answer
+        only costs one batch of responses built or skipped."""
+        return not block and 0 < self.maxsize <= len(self.queue)
+
     def put_many(self, items: Iterable[Any], block: bool, deadline: Optional[float] = None) -> int:
         """Append items in order; returns how many were dropped for lack of room.
 
