@@ -22,6 +22,7 @@ and the request goes on untraced.
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any, Awaitable, Callable, Optional
 
 import tornado.web
@@ -125,20 +126,46 @@ def request_route(handler: tornado.web.RequestHandler) -> Optional[str]:
 # Routers nest (hosts, then paths); real applications stay a few levels deep.
 _MAX_ROUTER_DEPTH = 8
 
+# router -> (its rule count when indexed, {handler class: the rules that may lead to it}).
+# Rules are only ever appended (`add_handlers`, `add_rules`), so a changed count means the
+# index is rebuilt; weak keys let routers (and test applications) be collected.
+_rules_index: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
 
 def _find_route(router: Any, request: Any, handler_class: type, depth: int) -> Optional[str]:
     if depth > _MAX_ROUTER_DEPTH:
         return None
-    for rule in getattr(router, "rules", ()):
-        target = rule.target
-        if target is handler_class:
+    for rule in _rules_toward(router, handler_class):
+        if rule.target is handler_class:
             if rule.matcher.match(request) is not None:
                 return _pattern_of(rule.matcher)
-        elif hasattr(target, "rules") and rule.matcher.match(request) is not None:
-            found = _find_route(target, request, handler_class, depth + 1)
+        elif rule.matcher.match(request) is not None:
+            found = _find_route(rule.target, request, handler_class, depth + 1)
             if found is not None:
                 return found
     return None
+
+
+def _rules_toward(router: Any, handler_class: type) -> list:
+    """The rules of `router`, in order, that target `handler_class` or a nested router: the
+    only ones worth matching, so the cost does not grow with the number of routes."""
+    rules = getattr(router, "rules", None) or ()
+    try:
+        entry = _rules_index.get(router)
+    except TypeError:  # a router that cannot be weakly referenced: no index
+        entry = None
+    if entry is None or entry[0] != len(rules):
+        entry = (len(rules), {})
+        try:
+            _rules_index[router] = entry
+        except TypeError:
+            pass
+    by_class = entry[1]
+    relevant = by_class.get(handler_class)
+    if relevant is None:
+        relevant = [rule for rule in rules if rule.target is handler_class or hasattr(rule.target, "rules")]
+        by_class[handler_class] = relevant
+    return relevant
 
 
 def _pattern_of(matcher: Any) -> Optional[str]:

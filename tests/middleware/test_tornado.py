@@ -177,6 +177,28 @@ def test_coroutine_handlers_are_traced_like_plain_ones(beeline_recorder, path, b
     assert root["response.status_code"] == 200
 
 
+def test_the_route_is_the_matched_pattern_also_for_routes_added_later(beeline_recorder):
+    async def scenario():
+        app = build_app()
+        async with serving(app) as url, http_client() as client:
+            await client.fetch(url + "/hello/bob")
+            # The same handler class under a second pattern, and a host-specific rule set.
+            app.wildcard_router.add_rules([(r"/greet/([a-z]+)", HelloHandler)])
+            app.add_handlers(r"127\.0\.0\.1", [(r"/hi/([0-9]+)", HelloHandler)])
+            await client.fetch(url + "/greet/ann")
+            await client.fetch(url + "/hi/42")
+            await client.fetch(url + "/hello/cid")
+
+    run(scenario())
+    routes = {ev["request.path"]: ev.get("request.route") for ev in beeline_recorder.events}
+    assert routes == {
+        "/hello/bob": "/hello/([a-z]+)",
+        "/greet/ann": "/greet/([a-z]+)",
+        "/hi/42": "/hi/([0-9]+)",
+        "/hello/cid": "/hello/([a-z]+)",
+    }
+
+
 def test_an_unrouted_path_is_a_404_trace_without_a_route_or_stack_trace(beeline_recorder):
     async def scenario():
         async with serving(build_app()) as url, http_client() as client:
