@@ -136,7 +136,7 @@ def build_app(**extra_routes) -> tornado.web.Application:
 # ---- one request, one trace -------------------------------------------------------------------------
 
 
-def test_a_get_is_one_root_span_with_the_reference_wsgi_fields(beeline_recorder):
+def test_a_get_is_one_root_span_with_the_reference_wsgi_fields(beeline_recorder, ref):
     async def scenario():
         async with serving(build_app()) as url, http_client() as client:
             response = await client.fetch(url + "/hello/bob", headers={"User-Agent": "ua-test"})
@@ -145,6 +145,9 @@ def test_a_get_is_one_root_span_with_the_reference_wsgi_fields(beeline_recorder)
     url, response = run(scenario())
     assert response.body == b"hello bob"
     root = beeline_recorder.find(name="tornado_http_get")
+    # The table every framework's tests share (tests/middleware/conftest.py) ...
+    ref.assert_wsgi_root(root, "tornado", "GET", "/hello/bob", 200)
+    # ... and, stricter, what a Tornado request always has (a Host and a User-Agent here).
     assert root["type"] == "http_server"
     assert root["meta.span_type"] == "root"
     assert root["trace.parent_id"] is None
@@ -919,7 +922,7 @@ def test_a_failure_inside_the_instrumentation_never_reaches_the_application(beel
 # ---- on the wire ------------------------------------------------------------------------------------
 
 
-def test_events_reach_the_events_api_with_json_types_intact():
+def test_events_reach_the_events_api_with_json_types_intact(ref):
     from tests.receiver import LoopbackReceiver
 
     with LoopbackReceiver() as rx:
@@ -936,6 +939,7 @@ def test_events_reach_the_events_api_with_json_types_intact():
         events = rx.wait_for(1, timeout=10)
     assert len(events) == 1
     data = events[0]["data"]
+    ref.assert_wsgi_root(data, "tornado", "POST", "/items", 201, query="x=1")
     assert data["name"] == "tornado_http_post"
     assert data["response.status_code"] == 201
     assert data["request.content_length"] == "3"
