@@ -151,6 +151,10 @@ class HoneyMiddlewareBase:
         self._is_async = iscoroutinefunction(get_response)
         if self._is_async:
             markcoroutinefunction(self)
+            if type(self).process_view is HoneyMiddlewareBase.process_view:
+                # Django runs a synchronous process_view of an async middleware through
+                # sync_to_async, a thread switch on every request; this one never blocks.
+                self.process_view = self._process_view_async
         if self.trace_db:
             django_db.install()
 
@@ -187,6 +191,21 @@ class HoneyMiddlewareBase:
             trace.failed(exc)
             raise
         return trace.responded(response)
+
+    def process_view(self, request: Any, view_func: Callable, view_args: Any, view_kwargs: Any) -> None:
+        """Adds `django.view_func` and `request.route` before the view runs, as the reference
+        did; subclasses that extend it with `super().process_view(...)` keep working."""
+        trace = getattr(request, _STATE_ATTRIBUTE, None)
+        if trace is not None:
+            try:
+                trace.add_route(view_func)
+            except Exception:
+                warn_once("django_view", "beeline: could not record the view", exc_info=True)
+        return None
+
+    async def _process_view_async(self, request: Any, view_func: Callable, view_args: Any, view_kwargs: Any) -> None:
+        # Not self.process_view: in async mode that name is this very method.
+        return HoneyMiddlewareBase.process_view(self, request, view_func, view_args, view_kwargs)
 
     def process_exception(self, request: Any, exception: BaseException) -> None:
         """Called by Django with an exception the view raised, before it turns it into a
@@ -319,17 +338,20 @@ class RequestTrace:
         if context:
             self.root.add_context(context)
 
-    def add_route(self) -> None:
-        """`request.route` (the URL pattern) and `django.view_func` (the view's name), read from
-        the resolver match Django stored on the request, so nothing runs per view call."""
+    def add_route(self, view_func: Any = None) -> None:
+        """`request.route` (the URL pattern) and `django.view_func` (the view's name), from the
+        resolver match Django stored on the request. Also called after the response, for
+        requests whose process_view never ran (another middleware answered first, or raised)."""
+        fields = self.root.fields
+        if "request.route" in fields and "django.view_func" in fields:
+            return
         match = getattr(self.request, "resolver_match", None)
         if match is None:
             return
-        fields = self.root.fields
         route = getattr(match, "route", None)
         if route is not None:
             fields.setdefault("request.route", route)
-        name = getattr(getattr(match, "func", None), "__name__", None)
+        name = getattr(view_func if view_func is not None else getattr(match, "func", None), "__name__", None)
         if name is not None:
             fields.setdefault("django.view_func", name)
 

@@ -275,6 +275,43 @@ class TestOverrides:
         assert root["request.route"] == "hello/"
 
 
+    def test_process_view_can_be_extended_with_super(self, beeline_recorder, use_middleware):
+        from django.test import AsyncClient
+
+        use_middleware("tests.middleware.django_project.middleware.ViewNotes")
+        client().get("/users/ann/")
+
+        async def go():
+            return await AsyncClient().get("/async/")
+
+        run_async(go)
+        sync_root, async_root = roots(beeline_recorder)
+        assert sync_root["django.view_func"] == "user_detail" and sync_root["request.route"] == "users/<str:name>/"
+        assert async_root["django.view_func"] == "async_hello"
+        for root in (sync_root, async_root):
+            assert root["app.view_module"] == "tests.middleware.django_project.views"
+
+    def test_the_async_middleware_needs_no_thread_for_process_view(self):
+        from asgiref.sync import iscoroutinefunction
+
+        from beeline.middleware.django import HoneyMiddleware, HoneyMiddlewareHttp
+
+        async def get_response(request):
+            return None
+
+        for cls in (HoneyMiddleware, HoneyMiddlewareHttp):
+            middleware = cls(get_response)
+            assert iscoroutinefunction(middleware) and iscoroutinefunction(middleware.process_view)
+            assert not iscoroutinefunction(cls(lambda request: None))
+
+    def test_request_meta_is_never_logged(self, beeline_recorder_factory, caplog):
+        beeline_recorder_factory(debug=True)
+        with caplog.at_level(logging.DEBUG, logger="beeline"):
+            client().get("/hello/", HTTP_COOKIE="sessionid=s3cr3t-value", HTTP_AUTHORIZATION="Bearer t0ken")
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "s3cr3t-value" not in logged and "t0ken" not in logged
+
+
 class TestBody:
     def test_the_body_stream_is_left_alone_by_default(self, beeline_recorder):
         response = client().post("/echo/", {"field": "value", "upload": _upload()})

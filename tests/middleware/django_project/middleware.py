@@ -1,5 +1,6 @@
 """Subclasses that use the reference's override points, as applications do."""
 
+import beeline
 from beeline.middleware.django import HoneyMiddleware
 
 
@@ -13,6 +14,14 @@ class CustomContext(HoneyMiddleware):
         context = super().get_context_from_response(request, response)
         context["app.response_bytes"] = len(response.content)
         return context
+
+
+class ViewNotes(HoneyMiddleware):
+    """Extends process_view the way reference users did, with super()."""
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        super().process_view(request, view_func, view_args, view_kwargs)
+        beeline.add_context_field("app.view_module", view_func.__module__)
 
 
 class BrokenOverrides(HoneyMiddleware):
