@@ -147,6 +147,11 @@ class HoneyWSGIMiddleware:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not self.enabled or beeline.get_beeline() is None:
             return self.app(environ, start_response)
+        enclosing = environ.get(ROOT_SPAN_KEY)
+        if enclosing is not None and not enclosing.finished:
+            # An instrumented app inside another one (both wrapped, or a dispatcher of
+            # instrumented apps): the request already has its trace, from the outermost one.
+            return self.app(environ, start_response)
         outer = _get_current()
         root = self._start_trace(environ, outer)
         if root is None:

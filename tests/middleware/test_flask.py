@@ -296,6 +296,18 @@ class TestSetup:
             assert response.status_code == 200
         assert beeline_recorder.spans(name="flask_http_get") == []
 
+    def test_inside_a_generic_wsgi_middleware_the_flask_fields_go_on_its_root(self, beeline_recorder, servers, ref,
+                                                                                 app):
+        from beeline.middleware.werkzeug import HoneyWSGIMiddleware as Outer
+
+        HoneyMiddleware(app, db_events=False)
+        url = servers.werkzeug(Outer(app))
+        assert get(url + "/users/bob", ref).status_code == 200
+        root = ref.finished(beeline_recorder, name="werkzeug_http_get")[0]
+        assert root["request.route"] == "/users/<name>" and root["flask.endpoint"] == "user"
+        assert beeline_recorder.spans(name="flask_http_get") == []
+        assert len(beeline_recorder.traces()) == 1
+
     def test_reading_the_body_of_a_test_client_response_ends_the_trace(self, beeline_recorder, app):
         HoneyMiddleware(app)
         response = app.test_client().get("/users/x")

@@ -503,6 +503,13 @@ class TestSetup:
         assert len(ref.finished(beeline_recorder, 2, name="wsgi_http_get")) == 2  # still sent
         assert len(beeline_warnings()) == 1  # logged once, not per request
 
+    def test_nested_middlewares_make_one_trace_named_by_the_outermost(self, beeline_recorder):
+        served = serve_once(HoneyWSGIMiddleware(HoneyWSGIMiddleware(hello, "inner"), "outer"), path="/hello")
+        assert served.chunks == [b"hello "]
+        assert [e["name"] for e in beeline_recorder.events] == ["say_hello", "outer_http_get"]
+        serve_once(HoneyWSGIMiddleware(hello, "again"), path="/hello")  # a new request: a new trace
+        assert beeline_recorder.find(name="again_http_get")["response.status_code"] == 200
+
     def test_name_prefix_is_configurable(self, beeline_recorder):
         serve_once(HoneyWSGIMiddleware(hello, middleware_name="myapp"), path="/hello")
         assert beeline_recorder.find(name="myapp_http_get")["response.status_code"] == 200
