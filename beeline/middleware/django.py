@@ -381,6 +381,9 @@ class RequestTrace:
         if self.done:
             return
         self.done = True
+        # The request holds this object; letting go of the request breaks the cycle, so both
+        # are freed as soon as the server drops them, not at the next garbage collection.
+        self.request = None
         try:
             beeline.finish_trace(self.root)
         except Exception:

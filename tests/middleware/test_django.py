@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -303,6 +304,25 @@ class TestOverrides:
             middleware = cls(get_response)
             assert iscoroutinefunction(middleware) and iscoroutinefunction(middleware.process_view)
             assert not iscoroutinefunction(cls(lambda request: None))
+
+    def test_a_finished_request_is_freed_at_once(self, beeline_recorder):
+        """No reference cycle through the request: memory goes back when the server lets go."""
+        from django.http import HttpResponse
+        from django.test import RequestFactory
+
+        from beeline.middleware.django import HoneyMiddleware
+
+        middleware = HoneyMiddleware(lambda request: HttpResponse("ok"))
+        request = RequestFactory().get("/hello/")
+        alive = weakref.ref(request)
+        gc.disable()
+        try:
+            response = middleware(request)
+            del request, response
+            assert alive() is None
+        finally:
+            gc.enable()
+        assert beeline_recorder.find(name="django_http_get")["response.status_code"] == 200
 
     def test_request_meta_is_never_logged(self, beeline_recorder_factory, caplog):
         beeline_recorder_factory(debug=True)
