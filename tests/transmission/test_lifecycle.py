@@ -177,3 +177,26 @@ def test_fork_with_events_in_flight(rx):
     assert delivered_ids(rx) == [0, 1, 2, 3, 4, 100, 101]
     assert xmit.stats["sent"] == 5 and xmit.stats["failed"] == 0
     xmit.close()
+
+
+def test_block_on_response_keeps_every_response_for_a_slow_reader(rx):
+    xmit = make(send_frequency=30, max_batch_size=2, max_responses=2, block_on_response=True)
+    send_n(xmit, rx.url, 10)
+    flushed = []
+    flusher = threading.Thread(target=lambda: flushed.append(xmit.flush(10)), daemon=True)
+    flusher.start()
+    responses = drain(xmit.get_response_queue(), count=10)  # read one by one while it waits
+    flusher.join(10)
+    assert flushed == [True]
+    assert sorted(r["metadata"] for r in responses) == list(range(10))
+    xmit.close()
+    assert drain(xmit.get_response_queue(), until_none=True) == [None]
+
+
+def test_without_block_on_response_extra_responses_are_dropped(rx):
+    xmit = make(send_frequency=30, max_responses=2)
+    send_n(xmit, rx.url, 10)
+    assert xmit.flush(5)
+    assert len(drain(xmit.get_response_queue())) == 2
+    assert xmit.stats["sent"] == 10
+    xmit.close()

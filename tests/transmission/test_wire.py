@@ -156,3 +156,16 @@ def test_events_with_different_keys_datasets_hosts_go_in_separate_batches():
                        for r in rx1.requests)
         assert seen1 == [("/1/batch/a", "k1", [0, 4]), ("/1/batch/a", "k2", [1]), ("/1/batch/b", "k1", [2])]
         assert [sorted(x["data"]["i"] for x in r["body"]) for r in rx2.requests] == [[3, 5]]
+
+
+def test_plain_http_goes_through_a_forward_proxy_with_credentials(rx):
+    # The receiver plays the proxy: the request line carries the absolute URL of the API host,
+    # which is never connected to (nor resolved).
+    xmit = make(proxies={"http": f"http://user:s%40cret@127.0.0.1:{rx.port}"})
+    send_n(xmit, "http://api.honeycomb.invalid/prefix", 2, dataset="a b")
+    xmit.close()
+    (request,) = rx.requests
+    assert request["path"] == "http://api.honeycomb.invalid:80/prefix/1/batch/a%20b"
+    assert request["headers"]["Proxy-Authorization"] == "Basic dXNlcjpzQGNyZXQ="
+    assert request["headers"]["Host"] == "api.honeycomb.invalid:80"
+    assert delivered_ids(rx) == [0, 1]
