@@ -446,6 +446,14 @@ class TestDatabase:
         root = beeline_recorder.find(name="django_http_get")
         assert "rollup.db.call_count" not in root
 
+    def test_untraced_code_inside_a_request_stays_untraced(self, beeline_recorder):
+        assert client().get("/untraced/").status_code == 200
+        root = beeline_recorder.find(name="django_http_get")
+        (query,) = beeline_recorder.spans(name="django_sqlite_query")
+        assert query["trace.parent_id"] == root["trace.span_id"]
+        assert root["rollup.db.call_count"] == 1.0
+        assert len(beeline_recorder.traces()) == 1
+
     def test_queries_outside_a_request_are_not_traced(self, beeline_recorder):
         from tests.middleware.django_project.models import Note
 
@@ -733,6 +741,14 @@ class TestServers:
             assert wait_until(lambda: len(roots(beeline_recorder)) == 1)
         root = beeline_recorder.find(name="django_http_get")
         assert beeline_recorder.find(name="chunk_work")["trace.parent_id"] == root["trace.span_id"]
+
+    def test_file_response_keeps_the_servers_file_wrapper_and_ends_when_sent(self, beeline_recorder):
+        with WSGIServerThread(wsgi_app()) as server:
+            status, _, body = fetch(server.port, "/file/")
+            assert status == 200 and body == b"x" * 10000
+            assert wait_until(lambda: len(roots(beeline_recorder)) == 1)
+        root = beeline_recorder.find(name="django_http_get")
+        assert root["response.status_code"] == 200 and root["django.view_func"] == "file_view"
 
     def test_events_on_the_wire_keep_the_reference_names_and_types(self):
         from tests.receiver import LoopbackReceiver

@@ -13,6 +13,7 @@ urlpatterns = [
     path("attr/", views.attribute_error),
     path("missing/", views.missing),
     path("db/", views.db_view),
+    path("untraced/", views.untraced_query),
     path("stream/", views.stream),
     path("stream-fail/", views.stream_fail),
     path("astream/", views.astream),

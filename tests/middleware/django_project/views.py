@@ -75,6 +75,18 @@ def db_view(request):
     return JsonResponse({"count": count, "failed": failed})
 
 
+@beeline.untraced
+def _count_untraced():
+    return Note.objects.count()
+
+
+def untraced_query(request):
+    # Work detached from the request's trace on purpose: its query must not join the trace.
+    untraced = _count_untraced()
+    traced = Note.objects.count()
+    return HttpResponse("%d %d" % (untraced, traced))
+
+
 def stream(request):
     def body():
         yield b"first,"
