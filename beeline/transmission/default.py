@@ -38,8 +38,8 @@ log = logging.getLogger("beeline")
 
 PRODUCT = f"beeline-tracer/{VERSION}"
 OVERFLOW_ERROR = "event dropped; queue overflow"  # libhoney's wording, which users may match on
-# Extra time close() allows threads to wind down after giving up on delivery.
-_CLOSE_GRACE = 1.0
+# Most of close()'s time that is kept for winding down after giving up on delivery.
+_WIND_DOWN = 0.5
 
 
 def user_agent(addition: str = "") -> str:
@@ -146,9 +146,8 @@ class BeelineTransmission:
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Deliver what is queued, stop the threads, then put the final ``None`` on the
-        responses queue. Returns within ``timeout`` seconds (default ``close_timeout``) plus
-        about a second to let threads wind down; what is not delivered by then is reported
-        failed."""
+        responses queue, all within ``timeout`` seconds (default ``close_timeout``). What is
+        not delivered by then is reported failed."""
         with self._close_lock:
             if self._closed:
                 return
@@ -238,15 +237,17 @@ class BeelineTransmission:
     def _close(self, timeout: float) -> None:
         now = time.monotonic()
         deadline = now + max(0.0, timeout)
+        # The last part of the time is kept for giving up cleanly: abort, let the workers report
+        # what they hold as failed, put the final None; so close() ends by the deadline.
+        wind_down = min(_WIND_DOWN, timeout / 4)
         self._closing_deadline = deadline
         pipe = self._pipe
-        delivered = True
         if pipe.started:
-            delivered = pipe.wait(pipe.request_flush(), deadline)
+            delivered = pipe.wait(pipe.request_flush(), deadline - wind_down)
             if not delivered:
                 pipe.abort.set()
                 self._conns.abort()
-            pipe.stop(max(deadline, time.monotonic()) + _CLOSE_GRACE, abort=not delivered)
+            pipe.stop(deadline, abort=not delivered)
         else:
             leftovers = [item for item in pipe.pending if type(item) is not Marker]
             pipe.pending.clear()
@@ -255,7 +256,7 @@ class BeelineTransmission:
             log.warning("beeline transmission: close() timed out; some events may be lost")
         self._delivery.responses_closed = True
         self._warner.report_pending()
-        self._responses.put_final(self.block_on_response, max(deadline, time.monotonic()) + _CLOSE_GRACE)
+        self._responses.put_final(self.block_on_response, deadline)
         self._conns.close()
 
     def _after_fork_in_child(self) -> None:

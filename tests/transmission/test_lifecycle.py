@@ -98,7 +98,7 @@ def test_close_is_bounded_when_the_receiver_is_down(rx):
     rx.stop()
     xmit = make(send_frequency=0.01, retry_max_attempts=10_000, retry_max_elapsed=60)
     send_n(xmit, rx.url, 4)
-    closer = threading.Thread(target=xmit.close, kwargs={"timeout": 0.3})
+    closer = threading.Thread(target=xmit.close, kwargs={"timeout": 1.0})
     closer.start()
     closer.join(10)
     assert not closer.is_alive()
