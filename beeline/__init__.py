@@ -8,7 +8,6 @@ no-op, so instrumented code runs unchanged in tests, notebooks and scripts.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import threading
@@ -17,6 +16,8 @@ from typing import Any, Callable, Optional
 
 from beeline import config
 from beeline.core import USER_AGENT_ADDITION, Beeline
+from beeline.decorators import NOOP_SPAN_CONTEXT as _NOOP_SPAN_CONTEXT
+from beeline.decorators import SpanContext as _SpanContext
 from beeline.decorators import traced_impl as _traced_impl
 from beeline.decorators import traced_thread as _traced_thread
 from beeline.decorators import untraced
@@ -188,8 +189,8 @@ def tracer(name: str, trace_id: Optional[str] = None, parent_id: Optional[str] =
     """`with beeline.tracer("work") as span:` a child span, or a new trace when none is active."""
     bl = _GBL
     if bl is None:
-        return contextlib.nullcontext()
-    return bl.tracer(name, trace_id, parent_id)
+        return _NOOP_SPAN_CONTEXT
+    return _SpanContext(bl.tracer_impl, {"name": name}, trace_id, parent_id)
 
 
 def traced(name: str, trace_id: Optional[str] = None, parent_id: Optional[str] = None):

@@ -174,40 +174,68 @@ class Beeline(DeprecatedBeelineMethods):
 
     # ---- the send pipeline ------------------------------------------------------------------------
 
+    # The libhoney event class of this Beeline (SpanEvent.bound), made on the first kept span.
+    _span_event_class: Optional[type] = None
+
     def _send_span(self, span: Span) -> None:
-        """Called by the tracer for every finished span of a kept trace."""
-        duration_ms = (time.perf_counter() - span._start) * 1000.0
+        """Called by the tracer for every finished span of a kept trace. The fields are merged
+        once, into one new dict; without hooks the event goes straight to the transmission."""
+        duration = time.perf_counter() - span._start
         try:
             fields = self._client_fields.copy()
             if self._client_dyn_fields:
                 for fn in self._client_dyn_fields:
                     fields[fn.__name__] = fn()
-            if span._trace_fields_at_start:
-                fields.update(span._trace_fields_at_start)
             fields.update(span.fields)
-            fields["trace.trace_id"] = span.trace_id
+            trace = span.trace
+            fields["trace.trace_id"] = trace.id
             fields["trace.parent_id"] = span.parent_id
             fields["trace.span_id"] = span.id
-            trace = span.trace
             if span._is_root and trace.rollup_fields:
                 fields.update(trace.rollup_fields)
             if span.rollup_fields:
                 fields.update(span.rollup_fields)
             if trace.fields:
+                # Trace fields added after this span started, unless the span set its own value.
                 for key, value in trace.fields.items():
                     if key not in fields:
                         fields[key] = value
-            fields["duration_ms"] = duration_ms
-            self._deliver(
-                fields,
-                span.trace_id,
-                span.sample_rate or self.sample_rate,
-                span._start_wall,
-                trace.dataset or self.settings.dataset,
-                decided=True,
-            )
+            fields["duration_ms"] = duration * 1000.0
+            start_wall = time.time() - duration
+            if self.sampler_hook is not None or self.presend_hook is not None:
+                self._deliver(
+                    fields,
+                    trace.id,
+                    span.sample_rate or self.sample_rate,
+                    start_wall,
+                    trace.dataset or self.settings.dataset,
+                    decided=True,
+                )
+                return
+            xmit = self.client.xmit
+            if xmit is None or self._closed:
+                return
+            event_class = self._span_event_class or self._bind_span_event_class()
+            event = object.__new__(event_class)
+            event._data = fields
+            event._start_wall = start_wall
+            if span.sample_rate:
+                event.sample_rate = span.sample_rate
+            if trace.dataset:
+                event.dataset = trace.dataset
         except Exception:
             warn_once("send_span", "beeline: could not send a span", exc_info=True)
+            return
+        try:
+            xmit.send(event)
+        except Exception:
+            warn_once("transmission_send", "beeline: the transmission failed to accept an event", exc_info=True)
+
+    def _bind_span_event_class(self) -> type:
+        settings = self.settings
+        cls = SpanEvent.bound(settings.writekey, settings.api_host, self.client, settings.dataset, self.sample_rate)
+        self._span_event_class = cls
+        return cls
 
     def _deliver(
         self, fields: dict, trace_id: Optional[str], rate: int, start_wall: float, dataset: str, decided: bool

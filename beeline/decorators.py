@@ -50,11 +50,7 @@ class SpanContext:
         self._span: Optional[Span] = None
 
     def __enter__(self) -> Span:
-        if self._trace_id is None and active_span() is not None:
-            span = self._tracer.start_span(self._context, self._parent_id)
-        else:
-            span = self._tracer.start_trace(self._context, self._trace_id, self._parent_id)
-        self._span = span
+        self._span = span = open_span(self._tracer, self._context, self._trace_id, self._parent_id)
         return span
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -63,8 +59,37 @@ class SpanContext:
             return False
         if exc is not None and isinstance(exc, Exception):
             span.fields.update(exception_fields(exc))
-        close_span(self._tracer, span)
+        if span._is_root:
+            self._tracer.finish_trace(span)
+        else:
+            self._tracer.finish_span(span)
         return False
+
+
+class _NoopSpanContext:
+    """What `beeline.tracer()` returns without a beeline: one shared, stateless, reentrant
+    object, so the call allocates nothing. Like the reference's, it yields None."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return False
+
+
+NOOP_SPAN_CONTEXT = _NoopSpanContext()
+
+
+def open_span(tracer: Tracer, context: dict, trace_id: Optional[str], parent_id: Optional[str]) -> Span:
+    """The reference's rule for tracer() and traced(): a child of the active span, unless no trace
+    is active or a trace_id is given, which start a new trace."""
+    if trace_id is None:
+        span = tracer.start_span(context, parent_id)
+        if span is not None:
+            return span
+    return tracer.start_trace(context, trace_id, parent_id)
 
 
 def close_span(tracer: Tracer, span: Span) -> None:
@@ -90,8 +115,19 @@ def traced_impl(
         beeline = get_beeline()
         if beeline is None:
             return fn(*args, **kwargs)
-        with SpanContext(beeline.tracer_impl, {"name": name}, trace_id, parent_id):
+        # SpanContext's work, inlined: this wrapper runs on every call of a traced function.
+        tracer = beeline.tracer_impl
+        span = open_span(tracer, {"name": name}, trace_id, parent_id)
+        try:
             return fn(*args, **kwargs)
+        except Exception as exc:
+            span.fields.update(exception_fields(exc))
+            raise
+        finally:
+            if span._is_root:
+                tracer.finish_trace(span)
+            else:
+                tracer.finish_span(span)
 
     return traced_call
 
