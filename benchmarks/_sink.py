@@ -10,7 +10,9 @@ compete with the measured client for the GIL.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,9 +63,16 @@ class Sink(BaseHTTPRequestHandler):
         self._reply(b"[" + b",".join([_OK] * n) + b"]")
 
 
+def _exit_with_parent() -> None:
+    # The benchmark holds our stdin open; EOF means it is gone (even killed): stop too.
+    sys.stdin.read()
+    os._exit(0)
+
+
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     server.daemon_threads = True
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -41,7 +41,8 @@ class Sink:
     """benchmarks/_sink.py as a child process."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "_sink.py")], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "_sink.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
         self.url = f"http://127.0.0.1:{self.port}"
@@ -71,6 +72,9 @@ class Sink:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 # ------------------------------------------------------------------------------------- events
