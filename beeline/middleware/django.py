@@ -156,7 +156,11 @@ class HoneyMiddlewareBase:
                 # sync_to_async, a thread switch on every request; this one never blocks.
                 self.process_view = self._process_view_async
         if self.trace_db:
-            django_db.install()
+            try:
+                django_db.install()
+            except Exception:
+                warn_once("django_db_install", "beeline: database spans are off: could not install the wrapper",
+                          exc_info=True)
 
     # ---- override points (the reference's names) ---------------------------------------------
 
@@ -212,7 +216,10 @@ class HoneyMiddlewareBase:
         response. Under ASGI this runs in another thread, hence the lookup on the request."""
         trace = getattr(request, _STATE_ATTRIBUTE, None)
         if trace is not None:
-            trace.record_error(exception)
+            try:
+                trace.record_error(exception)
+            except Exception:
+                warn_once("django_exception", "beeline: could not record the view's exception", exc_info=True)
         return None
 
     # ---- internals ------------------------------------------------------------------------------
