@@ -222,7 +222,7 @@ class TestListeners:
         assert [s["db.query"] for s in db_spans(beeline_recorder)] == ["SELECT 'app engine'"]
         with app.app_context():
             assert is_instrumented(db.engine)
-        assert not is_instrumented(other) and not is_instrumented(sa.engine.Engine)
+        assert not is_instrumented(other)
 
     def test_concurrent_query_timings_stay_apart(self, beeline_recorder, servers, ref, tmp_path):
         """Reference bug #162: the start time lived on a shared object, so a query that overlapped
@@ -304,7 +304,6 @@ class TestListeners:
         assert not is_instrumented(engine)
 
     def test_without_flask_sqlalchemy_every_engine_inside_the_apps_context(self, beeline_recorder, tmp_path):
-        gc.collect()  # apps of earlier tests that used this fallback are gone, and so are their listeners
         engine = sa.create_engine("sqlite:///%s" % (tmp_path / "plain.db"))
         app, other_app = flask.Flask("plain"), flask.Flask("not_instrumented")
 
@@ -327,20 +326,18 @@ class TestListeners:
             assert [s["db.query"] for s in db_spans(beeline_recorder)] == ["SELECT 7"]
         finally:
             flask_mw.unpatch(app)
-        assert not is_instrumented(sa.engine.Engine)
-        assert not sa.event.contains(sa.engine.Engine, "before_cursor_execute",
-                                     flask_mw._fallback_query_tracer().before_cursor_execute)
+        with app.test_client().get("/") as response:
+            assert response.text == "7"
+        assert [s["db.query"] for s in db_spans(beeline_recorder)] == ["SELECT 7"]  # nothing new
 
-    def test_the_fallback_goes_with_the_app(self, beeline_recorder):
-        gc.collect()
+    def test_listeners_go_with_the_app_that_wanted_them(self, beeline_recorder, tmp_path):
+        engine = sa.create_engine("sqlite:///%s" % (tmp_path / "plain.db"))
         app = flask.Flask("short_lived")
-        HoneyMiddleware(app)
-        with app.test_client().get("/"):
-            pass
-        assert is_instrumented(sa.engine.Engine)
+        HoneyMiddleware(app, engines=[engine])
+        assert is_instrumented(engine)
         del app
         gc.collect()
-        assert not is_instrumented(sa.engine.Engine)
+        assert not is_instrumented(engine)
 
     def test_unpatch_removes_the_listeners(self, beeline_recorder, tmp_path):
         app, db, _ = make_app(tmp_path)
