@@ -100,9 +100,14 @@ class Gunicorn:
 def serve_until_both_workers_answered(server: Gunicorn, rounds: int = 10, per_round: int = 8) -> list:
     """Concurrent requests, in rounds, until two worker pids have answered (bounded)."""
     answers = []
-    with ThreadPoolExecutor(max_workers=per_round) as pool, httpx.Client(timeout=15) as client:
+
+    def one_request(_):
+        # A new connection each time: a kept-alive one would stay with the worker that took it.
+        return httpx.get(server.url + "/work", headers={"Connection": "close"}, timeout=15)
+
+    with ThreadPoolExecutor(max_workers=per_round) as pool:
         for _ in range(rounds):
-            batch = list(pool.map(lambda _: client.get(server.url + "/work"), range(per_round)))
+            batch = list(pool.map(one_request, range(per_round)))
             assert all(r.status_code == 200 for r in batch)
             answers += [r.json() for r in batch]
             if len({a["pid"] for a in answers}) >= 2:
