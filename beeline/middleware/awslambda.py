@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import beeline
@@ -41,8 +40,6 @@ from beeline.internal import warn_once
 from beeline.propagation import DictRequest, Request
 
 __all__ = ["COLD_START", "DEFAULT_FLUSH_TIMEOUT", "MAX_LINKS", "LambdaRequest", "beeline_wrapper"]
-
-log = logging.getLogger("beeline")
 
 #: True until the first invocation in this execution environment has started.
 COLD_START = True
@@ -206,12 +203,16 @@ def _start(handler: Callable, event: Any, context: Any, record_input: bool) -> A
         if record_input:
             fields["app.event"] = event
         root = beeline.propagate_and_start_trace(fields, LambdaRequest(event))
-        if root is not None:
-            _add_links(root, _upstream_links(event))
-        return root
     except Exception:
         warn_once("lambda_start", "beeline: could not start the Lambda invocation's trace", exc_info=True)
         return None
+    if root is not None:
+        try:
+            _add_links(root, _upstream_links(event))
+        except Exception:
+            # The root span is started: it must still be returned, so the trace gets finished.
+            warn_once("lambda_links", "beeline: could not record the batch's span links", exc_info=True)
+    return root
 
 
 def _record_result(root: Any, result: Any, record_output: bool) -> None:

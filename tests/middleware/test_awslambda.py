@@ -284,6 +284,16 @@ class TestBatches:
         assert [link["trace.link.trace_id"] for link in links] == [f"{1:032x}", f"{2:032x}"]
         assert recorder.find(name="get_order")["meta.links_dropped"] == 3
 
+    def test_trouble_reading_the_batch_still_ends_the_trace(self, recorder, monkeypatch):
+        def broken(event):
+            raise RuntimeError("unexpected record shape")
+
+        monkeypatch.setattr(awslambda, "_upstream_links", broken)
+        assert get_order(load("sqs-batch"), LambdaContext())["statusCode"] == 200
+        recorder.find(name="get_order")
+        assert recorder.spans(meta__annotation_type="link") == []
+        assert beeline.get_beeline().tracer_impl.get_active_span() is None
+
     def test_batch_without_trace_context_has_no_links(self, recorder):
         event = load("sqs-batch")
         for record in event["Records"]:
