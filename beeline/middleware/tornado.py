@@ -201,9 +201,10 @@ def finish_request_trace(handler: tornado.web.RequestHandler) -> None:
     if span is None:
         return
     try:
-        # Only a response that was really sent has a status the client saw; a handler abandoned
-        # because the client went away has none.
-        if getattr(handler, "_finished", False):
+        # Only a status the handler really sent is the one the client saw: not for a handler
+        # abandoned because the client went away, nor for a FallbackHandler, whose fallback
+        # (e.g. a WSGIContainer) writes its own response past the handler.
+        if getattr(handler, "_finished", False) and getattr(handler, "_headers_written", False):
             span.fields["response.status_code"] = int(handler.get_status())
         beeline.finish_trace(span)
     except Exception:

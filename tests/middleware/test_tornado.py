@@ -363,6 +363,27 @@ def test_a_websocket_handshake_is_a_finished_trace(beeline_recorder):
     assert root["request.route"] == "/ws"
 
 
+def test_a_wsgi_app_behind_a_fallback_handler_gets_no_invented_status(beeline_recorder):
+    import tornado.wsgi
+
+    def wsgi_app(environ, start_response):
+        start_response("418 I'm a teapot", [("Content-Type", "text/plain")])
+        return [b"teapot"]
+
+    async def scenario():
+        app = build_app(fallback=(r"/legacy/.*", tornado.web.FallbackHandler,
+                                  {"fallback": tornado.wsgi.WSGIContainer(wsgi_app)}))
+        async with serving(app) as url, http_client() as client:
+            return await client.fetch(url + "/legacy/x", raise_error=False)
+
+    response = run(scenario())
+    assert (response.code, response.body) == (418, b"teapot")
+    root = beeline_recorder.find(name="tornado_http_get")
+    assert root["request.route"] == "/legacy/.*"
+    # The fallback answered past the handler: no status is better than the handler's default 200.
+    assert "response.status_code" not in root
+
+
 # ---- incoming trace context -------------------------------------------------------------------------
 
 
