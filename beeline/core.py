@@ -27,6 +27,7 @@ from beeline.events import SpanEvent
 from beeline.internal import warn_once
 from beeline.local import LocalSink
 from beeline.sampling import should_sample
+from beeline.transmission import BeelineTransmission
 from beeline.trace import Span, Tracer
 from beeline.version import VERSION
 
@@ -38,18 +39,18 @@ _debug_handler: Optional[logging.Handler] = None
 
 def build_transmission(settings: config.Settings) -> Any:
     """The transmission for these settings: the user's, the local sink without a write key, or
-    libhoney's threaded Transmission built so that batch size and frequency take effect."""
+    our own batching, retrying transmission (libhoney's ignored batch size and frequency)."""
     if settings.transmission_impl is not None:
         return settings.transmission_impl
     if not settings.writekey:
         return LocalSink(show=settings.local_stderr, path=settings.trace_file, user_agent=USER_AGENT_ADDITION)
-    return LibhoneyTransmission(
+    return BeelineTransmission(
         max_concurrent_batches=settings.max_concurrent_batches,
         block_on_send=settings.block_on_send,
         block_on_response=settings.block_on_response,
         max_batch_size=settings.max_batch_size,
         send_frequency=settings.send_frequency,
-        user_agent_addition=USER_AGENT_ADDITION,
+        close_timeout=settings.close_timeout,
     )
 
 

@@ -36,6 +36,19 @@ def wait_until_up(port, deadline):
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} in time")
 
 
+def wait_for_quiet_file(path, deadline):
+    """A root span finishes just after its response is sent: wait until the trace file has
+    stopped growing before stopping the services."""
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size != last:
+            last, quiet_since = size, time.monotonic()
+        elif time.monotonic() - quiet_since > 0.5:
+            return
+        time.sleep(0.05)
+
+
 def main():
     trace_file = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "distributed-traces.jsonl")
     if os.path.exists(trace_file):
@@ -60,6 +73,7 @@ def main():
         for customer in REQUESTS:
             with urllib.request.urlopen(f"{base}/orders/{customer}", timeout=10) as response:
                 print(f"GET /orders/{customer} -> {response.status} {response.read().decode().strip()}")
+        wait_for_quiet_file(trace_file, time.monotonic() + 5)
     finally:
         for proc in services:
             proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: each service closes the beeline
