@@ -69,20 +69,22 @@ def _url_text(url: Any) -> Any:
 
 
 def _open_call(method: Any, url: Any, caller_headers: Any) -> Optional[_Call]:
+    # Everything that could fail is done before the span starts, so a failure here never
+    # leaves a started span behind.
     method = _method_text(method)
-    span = beeline.start_span(
-        {
-            "name": "requests_" + method,
-            "meta.type": "http_client",
-            "request.method": method,
-            "request.url": _url_text(url),
-        }
-    )
+    fields = {
+        "name": "requests_" + method,
+        "meta.type": "http_client",
+        "request.method": method,
+        "request.url": _url_text(url),
+    }
+    refused: frozenset = frozenset()
+    if caller_headers:
+        pairs = caller_headers.items() if hasattr(caller_headers, "items") else caller_headers
+        refused = frozenset(str(k).lower() for k, v in pairs if v is None)
+    span = beeline.start_span(fields)
     if span is None:
         return None
-    refused = frozenset()
-    if caller_headers:
-        refused = frozenset(str(k).lower() for k, v in caller_headers.items() if v is None)
     return _Call(span, refused)
 
 
