@@ -70,6 +70,7 @@ def unpatch() -> bool:
 
 
 def is_patched() -> bool:
+    """True when every Tornado patch is in place."""
     return all(is_wrapped(module, name) for module, name, _ in _targets())
 
 
