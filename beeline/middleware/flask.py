@@ -61,10 +61,17 @@ class HoneyMiddleware:
 
     def __init__(self, app: flask.Flask, db_events: bool = True, engines: Optional[Iterable[Any]] = None) -> None:
         self.app = app
-        state = _instrumentation(app)
-        state.install_wsgi()
-        state.install_hooks()
-        self.db: Optional[HoneyDBMiddleware] = HoneyDBMiddleware(app, engines=engines) if db_events else None
+        self.db: Optional[HoneyDBMiddleware] = None
+        try:
+            state = _instrumentation(app)
+            state.install_wsgi()
+            state.install_hooks()
+        except Exception:
+            warn_once("flask_install", "beeline: could not instrument the Flask app; its requests are not traced "
+                      "or lack Flask fields", exc_info=True)
+            return
+        if db_events:
+            self.db = HoneyDBMiddleware(app, engines=engines)
 
     def unpatch(self) -> bool:
         """Undo everything this middleware (or another for the same app) did to `app`."""
@@ -76,10 +83,12 @@ class HoneyDBMiddleware:
 
     def __init__(self, app: flask.Flask, engines: Optional[Iterable[Any]] = None) -> None:
         self.app = app
-        state = _instrumentation(app)
-        state.want_db(list(engines) if engines is not None else None)
-        state.install_hooks()
-        if state.db_pending:
+        try:
+            state = _instrumentation(app)
+            state.want_db(list(engines) if engines is not None else None)
+            state.install_hooks()
+            if not state.db_pending:
+                return
             if state.db_explicit is not None or _inside_app_context_of(app):
                 state.attach_db()
             else:
@@ -88,6 +97,8 @@ class HoneyDBMiddleware:
                 found = _engines_made_for(app)
                 if found:
                     state.attach_db(found)
+        except Exception:
+            warn_once("flask_db_install", "beeline: could not set up DB spans for the Flask app", exc_info=True)
 
 
 def unpatch(app: flask.Flask) -> bool:

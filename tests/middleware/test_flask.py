@@ -322,6 +322,20 @@ class TestSetup:
             assert response.json == {"name": "x"}
         assert active_span() is None
 
+    def test_a_failure_to_instrument_leaves_the_app_working(self, beeline_recorder, monkeypatch, app,
+                                                            beeline_warnings):
+        def refuse(*args, **kwargs):
+            raise RuntimeError("cannot wrap here")
+
+        monkeypatch.setattr(flask_mw.patch, "wrap", refuse)
+        HoneyMiddleware(app)
+        HoneyMiddleware(app)
+        with app.test_client().get("/users/x") as response:
+            assert response.json == {"name": "x"}
+        assert len(beeline_warnings()) == 1
+        root = beeline_recorder.find(name="flask_http_get")  # the WSGI part was installed first
+        assert "request.route" not in root
+
     def test_reference_names_stay_importable(self, app):
         assert issubclass(HoneyWSGIMiddleware, flask_mw.wsgi.HoneyWSGIMiddleware)
         assert HoneyWSGIMiddleware(app.wsgi_app).middleware_name == "flask"
