@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import libhoney
 
+from beeline.propagation.destinations import validate_propagate_hosts
+
 log = logging.getLogger("beeline")
 
 DEFAULT_API_HOST = "https://api.honeycomb.io"
@@ -50,6 +52,7 @@ class Settings:
     trace_file: Optional[str] = None
     local_stderr: bool = True
     close_timeout: float = 10.0
+    propagate_hosts: Optional[tuple] = None
     classic_key: bool = True
     warnings: list = field(default_factory=list)
 
@@ -82,6 +85,7 @@ def resolve(
     trace_file: Optional[str] = None,
     local_stderr: Optional[bool] = None,
     close_timeout: float = 10.0,
+    propagate_hosts: Any = None,
 ) -> Settings:
     """Validate the arguments of `init()` and fill the gaps from the environment."""
     s = Settings()
@@ -123,6 +127,8 @@ def resolve(
         raw = os.environ.get("BEELINE_LOCAL_STDERR")
         local_stderr = True if raw is None else raw.strip().lower() in TRUE_WORDS
     s.local_stderr = bool(local_stderr)
+    # None: the BEELINE_PROPAGATE_HOSTS variable is read when headers are written.
+    s.propagate_hosts = validate_propagate_hosts(propagate_hosts)
     return s
 
 

@@ -23,7 +23,7 @@ from libhoney.transmission import Transmission as LibhoneyTransmission
 from beeline import config
 from beeline.deprecated import DeprecatedBeelineMethods
 from beeline.decorators import SpanContext, traced_impl, traced_thread
-from beeline.events import SpanEvent
+from beeline.events import UTC, SpanEvent, from_timestamp
 from beeline.internal import warn_once
 from beeline.local import LocalSink
 from beeline.sampling import should_sample
@@ -89,6 +89,7 @@ class Beeline(DeprecatedBeelineMethods):
         trace_file: Optional[str] = None,
         local_stderr: Optional[bool] = None,
         close_timeout: float = 10.0,
+        propagate_hosts: Any = None,
     ) -> None:
         from beeline.propagation import default as default_propagation
 
@@ -112,6 +113,7 @@ class Beeline(DeprecatedBeelineMethods):
             trace_file=trace_file,
             local_stderr=local_stderr,
             close_timeout=close_timeout,
+            propagate_hosts=propagate_hosts,
         )
         self.settings = settings
         self.debug = settings.debug
@@ -220,6 +222,7 @@ class Beeline(DeprecatedBeelineMethods):
             event = object.__new__(event_class)
             event._data = fields
             event._start_wall = start_wall
+            event.created_at = from_timestamp(start_wall, UTC)
             if span.sample_rate:
                 event.sample_rate = span.sample_rate
             if trace.dataset:

@@ -154,17 +154,19 @@ class TestWhereTheSettingComesFrom:
         set_setting(None)
         assert allowed_host("from.env") and not allowed_host("other")
 
-    @pytest.mark.xfail(
-        reason="core change requested: init(propagate_hosts=...) in beeline/config.py and beeline/core.py",
-        strict=True,
-    )
-    def test_init_accepts_propagate_hosts(self):
+    def test_init_accepts_propagate_hosts(self, monkeypatch):
+        monkeypatch.setenv(ENV_VAR, "elsewhere")  # the argument wins over the environment
         beeline.close()
         try:
             beeline.init(writekey="0" * 32, dataset="d", service_name="s", propagate_hosts=["api.internal"])
-            assert not allowed_host("elsewhere")
+            assert allowed_host("api.internal") and not allowed_host("elsewhere")
         finally:
             beeline.close()
+
+    def test_init_rejects_a_bad_propagate_hosts(self):
+        with pytest.raises(TypeError, match="propagate_hosts"):
+            beeline.init(writekey="0" * 32, dataset="d", service_name="s", propagate_hosts=42)
+        assert beeline.get_beeline() is None
 
     def test_propagation_headers_for(self, beeline_recorder):
         set_setting(("api.internal",))
