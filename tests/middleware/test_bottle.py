@@ -10,6 +10,7 @@ import requests
 bottle = pytest.importorskip("bottle")
 
 import beeline  # noqa: E402
+from beeline.middleware import bottle as bottle_mw  # noqa: E402
 from beeline.middleware.bottle import HoneyWSGIMiddleware  # noqa: E402
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -202,6 +203,15 @@ class TestRequests:
             assert len(inner) == 1 and inner[0]["work.n"] == root["app.n"]
             assert root["request.path"] == "/together/" + root["app.n"]
             assert root["request.route"] == "/together/<n>"
+
+
+def test_the_error_plugin_is_installed_once_and_removable(beeline_recorder, app):
+    HoneyWSGIMiddleware(app)
+    HoneyWSGIMiddleware(app)
+    assert [p.name for p in app.plugins if getattr(p, "name", None) == "beeline"] == ["beeline"]
+    assert bottle_mw.unpatch(app) is True
+    assert bottle_mw.unpatch(app) is False
+    assert all(getattr(p, "name", None) != "beeline" for p in app.plugins)
 
 
 def test_default_app_through_the_module_api(beeline_recorder, servers, ref):
