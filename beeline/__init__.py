@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from beeline import config
 from beeline.core import USER_AGENT_ADDITION, Beeline
 from beeline.decorators import NOOP_SPAN_CONTEXT as _NOOP_SPAN_CONTEXT
-from beeline.decorators import SpanContext as _SpanContext
+from beeline.decorators import NamedSpanContext as _NamedSpanContext
 from beeline.decorators import traced_impl as _traced_impl
 from beeline.decorators import traced_thread as _traced_thread
 from beeline.decorators import untraced
@@ -190,7 +190,7 @@ def tracer(name: str, trace_id: Optional[str] = None, parent_id: Optional[str] =
     bl = _GBL
     if bl is None:
         return _NOOP_SPAN_CONTEXT
-    return _SpanContext(bl.tracer_impl, {"name": name}, trace_id, parent_id)
+    return _NamedSpanContext(bl.tracer_impl, name, trace_id, parent_id)
 
 
 def traced(name: str, trace_id: Optional[str] = None, parent_id: Optional[str] = None):

@@ -66,6 +66,24 @@ class SpanContext:
         return False
 
 
+class NamedSpanContext(SpanContext):
+    """SpanContext for a span that has only a name (what `beeline.tracer(name)` makes): the name
+    is written into the new span's fields, no context dict is built and copied for it."""
+
+    __slots__ = ()
+
+    def __init__(self, tracer: Tracer, name: str, trace_id: Optional[str] = None, parent_id: Optional[str] = None):
+        self._tracer = tracer
+        self._context = name
+        self._trace_id = trace_id
+        self._parent_id = parent_id
+        self._span = None
+
+    def __enter__(self) -> Span:
+        self._span = span = open_named_span(self._tracer, self._context, self._trace_id, self._parent_id)
+        return span
+
+
 class _NoopSpanContext:
     """What `beeline.tracer()` returns without a beeline: one shared, stateless, reentrant
     object, so the call allocates nothing. Like the reference's, it yields None."""
@@ -90,6 +108,16 @@ def open_span(tracer: Tracer, context: dict, trace_id: Optional[str], parent_id:
         if span is not None:
             return span
     return tracer.start_trace(context, trace_id, parent_id)
+
+
+def open_named_span(tracer: Tracer, name: str, trace_id: Optional[str], parent_id: Optional[str]) -> Span:
+    """open_span for a context of just {"name": name}, without building that dict for a child."""
+    if trace_id is None:
+        span = tracer.start_span(None, parent_id)
+        if span is not None:
+            span.fields["name"] = name
+            return span
+    return tracer.start_trace({"name": name}, trace_id, parent_id)
 
 
 def close_span(tracer: Tracer, span: Span) -> None:
@@ -117,7 +145,7 @@ def traced_impl(
             return fn(*args, **kwargs)
         # SpanContext's work, inlined: this wrapper runs on every call of a traced function.
         tracer = beeline.tracer_impl
-        span = open_span(tracer, {"name": name}, trace_id, parent_id)
+        span = open_named_span(tracer, name, trace_id, parent_id)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -138,7 +166,7 @@ def _traced_coroutine(fn, name, trace_id, parent_id, get_beeline):
         beeline = get_beeline()
         if beeline is None:
             return await fn(*args, **kwargs)
-        with SpanContext(beeline.tracer_impl, {"name": name}, trace_id, parent_id):
+        with NamedSpanContext(beeline.tracer_impl, name, trace_id, parent_id):
             return await fn(*args, **kwargs)
 
     return traced_coroutine
