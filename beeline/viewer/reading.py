@@ -65,6 +65,9 @@ class Span:
         self.span_id = _ident(fields.get("trace.span_id"))
         self.parent_id = _ident(fields.get("trace.parent_id"))
         name = fields.get("name")
+        if name in (None, "") and fields.get("meta.annotation_type") == "link":
+            # A span link (e.g. one per upstream trace of a Lambda batch) points at another trace.
+            name = f"link to trace {fields.get('trace.link.trace_id') or '?'}"
         self.name = str(name) if name not in (None, "") else "(unnamed)"
         service = fields.get("service_name")
         if service in (None, ""):

@@ -149,3 +149,11 @@ def test_odd_values_never_raise() -> None:
 )
 def test_error_reasons(fields: dict, reason: str | None) -> None:
     assert error_reason(fields) == reason
+
+
+def test_span_link_events_are_named_after_the_trace_they_point_to() -> None:
+    fields = span(TRACE, "l1", "a1", "", 0, 0)
+    fields.pop("name", None)
+    fields.update({"meta.annotation_type": "link", "trace.link.trace_id": "upstream123", "trace.link.span_id": "s9"})
+    parsed = LineParser().feed(line(fields, "libhoney"))
+    assert parsed is not None and parsed.name == "link to trace upstream123"
