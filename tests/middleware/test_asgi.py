@@ -469,6 +469,32 @@ class TestWithoutServer:
 
         assert asyncio.run(main()) is None
 
+    def test_a_final_chunk_sent_from_another_task_leaves_this_task_clean(self, beeline_recorder):
+        # Starlette streams from a task group: the trace ends in that task's context, and the
+        # request's own task must not keep pointing at the finished root span.
+        from beeline.trace import current_span_var
+
+        async def inner(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+            async def last_chunk():
+                await send({"type": "http.response.body", "body": b"done"})
+
+            await asyncio.create_task(last_chunk())
+
+        async def main():
+            async def receive():
+                return {"type": "http.request", "body": b""}
+
+            async def send(message):
+                pass
+
+            await HoneyASGIMiddleware(inner)(dict(self.SCOPE), receive, send)
+            return current_span_var.get()
+
+        assert asyncio.run(main()) is None
+        assert beeline_recorder.root()["response.status_code"] == 200
+
     def test_request_adapter(self):
         req = ASGIRequest(dict(self.SCOPE))
         assert req.header("USER-AGENT") == "ua"
