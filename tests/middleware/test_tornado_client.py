@@ -190,6 +190,21 @@ def test_the_destination_allow_list_keeps_trace_headers_from_other_hosts(beeline
     assert len(beeline_recorder.spans(name="tornado_http_client_get")) == 2
 
 
+def test_the_allow_list_given_to_init_applies_to_tornado_fetches(beeline_recorder_factory, monkeypatch):
+    monkeypatch.delenv("BEELINE_PROPAGATE_HOSTS", raising=False)
+
+    async def fetch_headers():
+        app = tornado.web.Application([(r"/headers", HeaderRecordingHandler)])
+        async with serving(app) as url, http_client() as client:
+            with beeline.tracer("job"):
+                return json.loads((await client.fetch(url + "/headers")).body)
+
+    beeline_recorder_factory(propagate_hosts=["api.internal.example"])
+    assert run(fetch_headers())["X-Honeycomb-Trace"] is None
+    beeline_recorder_factory(propagate_hosts="127.0.0.1")
+    assert run(fetch_headers())["X-Honeycomb-Trace"] is not None
+
+
 def test_credentials_in_the_url_stay_out_of_the_span(beeline_recorder):
     async def scenario():
         app = tornado.web.Application([(r"/headers", HeaderRecordingHandler)])
