@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/distributed/run.py $(DEMO_TRACES)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .nox benchmarks/.venvs build *.egg-info $(DEMO_TRACES)
 
 # Each framework's tests against its oldest and newest supported release (noxfile.py).
 test-matrix: $(STAMP)

@@ -56,6 +56,22 @@ MATRIX = {
         "with": ["werkzeug"],
         "tests": ["tests/middleware/test_bottle*.py"],
     },
+    "requests": {
+        # The outgoing-call patches: requests (and urllib from the standard library), and the
+        # destination allow-list they share.
+        "oldest": ["requests~=2.25.0"],
+        "newest": ["requests"],
+        "tests": [
+            "tests/patch/test_requests.py",
+            "tests/patch/test_urllib.py",
+            "tests/patch/test_destinations.py",
+        ],
+    },
+    "jinja2": {
+        "oldest": ["jinja2~=3.0.0"],
+        "newest": ["jinja2"],
+        "tests": ["tests/patch/test_jinja2.py"],
+    },
     "tornado": {
         # Tornado 6.0 is the first release with native-coroutine handlers, and it still
         # installs and runs on Python 3.11.
@@ -68,15 +84,7 @@ MATRIX = {
 # Tests that fail on one end of the matrix because of a known, reported bug in the integration
 # (not in the test): deselected there, and printed in the session log every time, so the rest
 # of the matrix keeps guarding CI. Remove an entry as soon as its bug is fixed.
-KNOWN_FAILURES = {
-    ("bottle", "oldest"): {
-        "tests/middleware/test_bottle.py::TestRequests::test_raising_view_caught_by_bottle": (
-            "Bottle 0.12 turns a view's exception into an HTTPError response inside Bottle._handle and "
-            "calls start_response without exc_info (0.13 passes it), so beeline.middleware.bottle "
-            "records no request.error / request.error_detail there"
-        ),
-    },
-}
+KNOWN_FAILURES: dict = {}
 
 LEVELS = [nox.param(level, id=level) for level in ("oldest", "newest")]
 
@@ -134,3 +142,17 @@ def bottle(session: nox.Session, level: str) -> None:
 def tornado(session: nox.Session, level: str) -> None:
     """Tornado (server tracing and AsyncHTTPClient)."""
     _run_framework(session, "tornado", level)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def requests(session: nox.Session, level: str) -> None:
+    """The requests and urllib patches, with the destination allow-list."""
+    _run_framework(session, "requests", level)
+
+
+@nox.session
+@nox.parametrize("level", LEVELS)
+def jinja2(session: nox.Session, level: str) -> None:
+    """The jinja2 patch."""
+    _run_framework(session, "jinja2", level)
