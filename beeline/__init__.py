@@ -22,6 +22,8 @@ from beeline.decorators import traced_impl as _traced_impl
 from beeline.decorators import traced_thread as _traced_thread
 from beeline.decorators import untraced
 from beeline.trace import Span
+from beeline.trace import active_span as _active_span
+from beeline.trace import current_span_var as _current_span_var
 from beeline.version import VERSION
 
 __all__ = [
@@ -65,6 +67,7 @@ log = logging.getLogger("beeline")
 _GBL: Optional[Beeline] = None
 _INITPID: Optional[int] = None
 _init_lock = threading.Lock()
+_get_current_span = _current_span_var.get
 
 
 def init(
@@ -141,18 +144,28 @@ def get_responses_queue():
 # ---- fields ------------------------------------------------------------------------------------
 
 
+# The two calls an application makes most often read the tracer's state (the active span, in
+# its ContextVar) here, rather than through a call into the tracer: same result, one frame less.
+
+
 def add_context(data: dict) -> None:
     """Add several fields to the active span: `beeline.add_context({"user_id": 7})`."""
-    bl = _GBL
-    if bl is not None:
-        bl.tracer_impl.add_context(data)
+    if _GBL is not None:
+        span = _get_current_span()
+        if span is not None and span.finished:
+            span = _active_span()
+        if span is not None:
+            span.fields.update(data)
 
 
 def add_context_field(name: str, value: Any) -> None:
     """Add one field to the active span: `beeline.add_context_field("user_id", 7)`."""
-    bl = _GBL
-    if bl is not None:
-        bl.tracer_impl.add_context_field(name, value)
+    if _GBL is not None:
+        span = _get_current_span()
+        if span is not None and span.finished:
+            span = _active_span()
+        if span is not None:
+            span.fields[name] = value
 
 
 def remove_context_field(name: str) -> None:

@@ -23,7 +23,7 @@ from libhoney.transmission import Transmission as LibhoneyTransmission
 from beeline import config
 from beeline.deprecated import DeprecatedBeelineMethods
 from beeline.decorators import SpanContext, traced_impl, traced_thread
-from beeline.events import UTC, SpanEvent, from_timestamp
+from beeline.events import SpanEvent
 from beeline.internal import warn_once
 from beeline.local import LocalSink
 from beeline.sampling import should_sample
@@ -222,7 +222,6 @@ class Beeline(DeprecatedBeelineMethods):
             event = object.__new__(event_class)
             event._data = fields
             event._start_wall = start_wall
-            event.created_at = from_timestamp(start_wall, UTC)
             if span.sample_rate:
                 event.sample_rate = span.sample_rate
             if trace.dataset:

@@ -13,9 +13,6 @@ from typing import Any, Optional
 
 import libhoney
 
-UTC = timezone.utc
-from_timestamp = datetime.fromtimestamp
-
 
 class SpanEvent(libhoney.Event):
     # Defaults read by transmissions; an event sets its own only when it differs.
@@ -25,17 +22,16 @@ class SpanEvent(libhoney.Event):
     @classmethod
     def bound(cls, writekey: str, api_host: str, client: Any, dataset: str, sample_rate: int) -> type:
         """A subclass carrying, as class attributes, what every event of one Beeline shares, so
-        building an event for a span sets three attributes instead of nine. Such events are made
-        with `object.__new__` (no __init__) and given `_data`, `_start_wall` and a ready
-        `created_at` (every transmission reads it, so building it on demand only adds a call):
-        see Beeline._send_span."""
+        building an event for a span sets two attributes instead of nine. Such events are made
+        with `object.__new__` (no __init__) and given `_data` and `_start_wall`: see
+        Beeline._send_span. `created_at` stays a property: the datetime is built when a
+        transmission asks for it, on the transmission's thread, not the request's."""
         shared = {
             "writekey": writekey,
             "api_host": api_host,
             "client": client,
             "dataset": dataset,
             "sample_rate": sample_rate,
-            "created_at": None,  # a plain attribute here, set per event, instead of the property
             "__module__": cls.__module__,
             "__doc__": "A SpanEvent bound to one Beeline's settings.",
         }

@@ -30,6 +30,7 @@ ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "worker.py")
 FRAMEWORKS = ("flask", "django", "bottle")
 NOOP_MODES = ("noinit", "disabled", "outside")
+GROUPS = ("spans", "sampled", "noop", "memory", "growth", "web", "import")
 
 
 class WorkerError(RuntimeError):
@@ -98,7 +99,9 @@ def one_round(n: int, pythons: Dict[str, str], col: Collector, args: argparse.Na
         check_identity(result, side, pythons["ref"])
         return result
 
-    for side in sides:
+    only = args.only
+
+    for side in sides if "spans" in only else ():
         res = work(side, {"job": "spans", "repeats": repeats})
         for fig in ("child_manual", "child_traced", "child_tracer", "trace_5x3"):
             sent = res[fig]["events_sent"]
@@ -106,25 +109,23 @@ def one_round(n: int, pythons: Dict[str, str], col: Collector, args: argparse.Na
             if sent == 0 or sent % expected_multiple:
                 raise WorkerError(f"{side} {fig}: {sent} events handed to the transmission")
             col.add(fig, side, res[fig]["best"])
-    for side in sides:
+    for side in sides if "sampled" in only else ():
         res = work(side, {"job": "sampled", "repeats": repeats})
         if res["span_dropped"]["events_sent"] != 0 or res["span_kept"]["events_sent"] == 0:
             raise WorkerError(f"{side}: sampling sent {res['span_dropped']['events_sent']} dropped spans")
         col.add("span_dropped", side, res["span_dropped"]["best"])
         col.add("span_kept", side, res["span_kept"]["best"])
-    for mode in NOOP_MODES:
+    for mode in NOOP_MODES if "noop" in only else ():
         for side in sides:
             res = work(side, {"job": "noop", "mode": mode, "repeats": repeats})
             if res.get("unsupported"):
                 continue
             res.pop("identity", None)
             col.add("noop_" + mode, side, res)
-    for _ in range(args.import_samples):
+    for _ in range(args.import_samples if "import" in only else 0):
         for side in sides:
             col.add("import", side, import_time_ms(pythons[side]))
-    if args.skip_web:
-        return
-    for fw in FRAMEWORKS:
+    for fw in FRAMEWORKS if "web" in only else ():
         per_side = {}
         for side in sides:
             for instrumented in (True, False):
@@ -143,10 +144,12 @@ def one_round(n: int, pythons: Dict[str, str], col: Collector, args: argparse.Na
 
 def once(pythons: Dict[str, str], col: Collector, args: argparse.Namespace) -> None:
     """Figures that do not need rounds: memory is counted, not timed."""
-    for side in ("ours", "ref"):
+    for side in ("ours", "ref") if "memory" in args.only else ():
         res = run_worker(pythons[side], {"job": "memory"})
         check_identity(res, side, pythons["ref"])
         col.add("live_span_bytes", side, res["live_span_bytes"])
+    if "growth" not in args.only:
+        return
     res = run_worker(pythons["ours"], {"job": "growth", "traces": args.traces})
     check_identity(res, "ours", pythons["ref"])
     if res["events_sent"] != 2 * args.traces:
@@ -162,10 +165,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per figure in one worker")
     parser.add_argument("--import-samples", type=int, default=3, help="imports per side per round")
     parser.add_argument("--traces", type=int, default=1_000_000, help="traces for the memory-growth figure")
-    parser.add_argument("--skip-web", action="store_true")
+    parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups to run: " + ",".join(GROUPS))
     parser.add_argument("--json", help="also write every raw number to this file")
     args = parser.parse_args(argv)
 
+    args.only = set(args.only.split(","))
+    unknown = args.only - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
     pythons = {"ours": args.ours_python, "ref": args.ref_python}
     if not os.path.exists(args.ref_python):
         print(f"reference Python {args.ref_python} is missing: run `make bench`", file=sys.stderr)
