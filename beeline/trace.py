@@ -147,6 +147,33 @@ class Span:
         return f"<Span {self.fields.get('name', '')!r} trace={self.trace_id} id={self.id} parent={self.parent_id}>"
 
 
+_span_id_slot = Span.__dict__["id"]
+
+
+class UnsampledSpan(Span):
+    """A child span of a trace that sampling dropped when it started (see Tracer.start_span).
+
+    It is a Span in every way the application can see, except that its `start_time` is its
+    parent's (no clock is read for it) and its id is made on first use: most such spans are
+    never asked for one.
+    """
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def id(self) -> str:
+        try:
+            return _span_id_slot.__get__(self, Span)
+        except AttributeError:
+            span_id = getrandbits(64).to_bytes(8, "big").hex()
+            _span_id_slot.__set__(self, span_id)
+            return span_id
+
+    @id.setter
+    def id(self, value: str) -> None:
+        _span_id_slot.__set__(self, value)
+
+
 def span_fields(trace: Trace, context: Optional[dict]) -> dict:
     """A new span's own fields: the trace fields as they are now (as the reference copied them
     into each new span's event), then the caller's context, copied so the caller may reuse it."""
@@ -250,6 +277,21 @@ class Tracer:
             if current is None:
                 return None
         trace = current.trace
+        if not trace.sampled:
+            # Never sent: the span keeps the trace's shape (nesting, fields the code reads back,
+            # propagation) but reads no clock and leaves its id to be made only if it is asked for.
+            span = _new_object(UnsampledSpan)
+            span.trace = trace
+            span.parent_id = parent_id or current.id
+            span.fields = dict(context) if context else {}
+            span.rollup_fields = None
+            span._is_root = is_root_span
+            span._return_to = current
+            span.finished = False
+            span.sample_rate = None
+            span._start = current._start
+            _set_current(span)
+            return span
         if trace.fields:
             fields = span_fields(trace, context)
         else:
