@@ -190,11 +190,18 @@ def _run_children(count: int, child_body) -> None:
     assert sorted(codes.values()) == [0] * count, codes
 
 
-@pytest.fixture
-def rx_beeline():
+@pytest.fixture(params=["default", "libhoney"])
+def rx_beeline(request):
+    """A beeline sending to a loopback receiver, through the default transmission or through
+    libhoney's own threaded one (which an application may still pass as transmission_impl)."""
     with LoopbackReceiver() as rx:
         beeline.close()
-        beeline.init(writekey=WRITEKEY, dataset="d", service_name="s", api_host=rx.url)
+        extra = {}
+        if request.param == "libhoney":
+            from libhoney.transmission import Transmission
+
+            extra["transmission_impl"] = Transmission()
+        beeline.init(writekey=WRITEKEY, dataset="d", service_name="s", api_host=rx.url, **extra)
         try:
             yield rx
         finally:
