@@ -29,7 +29,7 @@ from beeline.middleware.wsgi import error_fields
 from beeline.propagation import Request
 from beeline.trace import Span, current_span_var
 
-__all__ = ["ASGIRequest", "HoneyASGIMiddleware", "request_context"]
+__all__ = ["SCOPE_SPAN_KEY", "ASGIRequest", "HoneyASGIMiddleware", "request_context"]
 
 log = logging.getLogger("beeline")
 
@@ -38,6 +38,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_SPAN_KEY = "beeline.span"
 
 
 def _text(value: Any) -> Optional[str]:
@@ -174,6 +176,9 @@ class HoneyASGIMiddleware:
         if root is None:
             await self.app(scope, receive, send)
             return
+        # As `environ["beeline.span"]` under WSGI: code holding the scope (a Starlette
+        # `request.scope`) can add fields to the root whatever span is active.
+        scope[SCOPE_SPAN_KEY] = root
         response = _ResponseWatch(self, scope, root)
         try:
             await self.app(scope, receive, response.send_through(send))

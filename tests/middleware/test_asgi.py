@@ -63,6 +63,9 @@ async def boom(request):
 
 
 async def item(request):
+    # The root span is in the scope, whatever span is active.
+    with beeline.tracer("inside"):
+        request.scope["beeline.span"].add_context_field("app.item", request.path_params["item_id"])
     return PlainTextResponse(f"item {request.path_params['item_id']}")
 
 
@@ -265,8 +268,9 @@ class TestOverUvicorn:
     def test_mounted_sub_application_route(self, server, beeline_recorder):
         r = httpx.get(server.url + "/api/items/7", timeout=10)
         assert r.text == "item 7"
-        wait_for_spans(beeline_recorder, 1)
+        wait_for_spans(beeline_recorder, 2)
         root = beeline_recorder.root()
+        assert root["app.item"] == 7
         assert root["request.route"] == "/api/items/{item_id:int}"
         assert root["request.path"] == "/api/items/7"
 
