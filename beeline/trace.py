@@ -62,14 +62,19 @@ class Trace:
 
     __slots__ = ("id", "dataset", "fields", "rollup_fields", "sampled", "w3c", "outer")
 
-    def __init__(self, trace_id: str, dataset: Optional[str] = None, sampled: bool = True) -> None:
+    def __init__(
+        self, trace_id: str, dataset: Optional[str] = None, sampled: bool = True, outer: Optional["Span"] = None
+    ) -> None:
+        # Tracer.start_trace sets the same slots itself, without this frame: keep the two in step.
         self.id = trace_id
         self.dataset = dataset
-        self.fields: dict = {}
-        self.rollup_fields: dict = {}
+        # Most traces never get trace fields, rollups or W3C state: each dict is made on first use
+        # (under _shared_trace_lock where threads may race), so a trace costs one object, not four.
+        self.fields: Optional[dict] = None
+        self.rollup_fields: Optional[dict] = None
         self.sampled = sampled
-        self.w3c: dict = {}
-        self.outer: Optional[Span] = None
+        self.w3c: Optional[dict] = None
+        self.outer = outer
 
 
 class Span:
@@ -254,14 +259,31 @@ class Tracer:
         rate = self.sample_rate
         # Decided once, here, for every span of the trace: spans of a dropped trace cost no event.
         sampled = rate == 1 or self._decide_per_span or should_sample(trace_id, rate)
-        trace = Trace(trace_id, dataset, sampled)
         outer = _get_current()
         if outer is not None and outer.finished:
             outer = _unfinished(outer)
+        trace = _new_object(Trace)  # Trace.__init__, inlined: keep the two in step
+        trace.id = trace_id
+        trace.dataset = dataset
+        trace.fields = None
+        trace.rollup_fields = None
+        trace.sampled = sampled
+        trace.w3c = None
         trace.outer = outer
         fields = dict(context) if context else {}
         fields["meta.span_type"] = "subroot" if parent_span_id else "root"
-        span = Span(trace, parent_span_id, getrandbits(64).to_bytes(8, "big").hex(), fields, True, outer)
+        # Span.__init__, inlined as in start_span: one of these per request.
+        span = _new_object(Span)
+        span.trace = trace
+        span.parent_id = parent_span_id
+        span.id = getrandbits(64).to_bytes(8, "big").hex()
+        span.fields = fields
+        span.rollup_fields = None
+        span._is_root = True
+        span._return_to = outer
+        span.finished = False
+        span.sample_rate = None
+        span._start = _perf_counter()
         _set_current(span)
         return span
 
@@ -383,7 +405,10 @@ class Tracer:
             if span.rollup_fields is None:
                 span.rollup_fields = {}
             span.rollup_fields[name] = span.rollup_fields.get(name, 0.0) + number
-            rollups = span.trace.rollup_fields
+            trace = span.trace
+            rollups = trace.rollup_fields
+            if rollups is None:
+                rollups = trace.rollup_fields = {}
             rollups[trace_key] = rollups.get(trace_key, 0.0) + number
 
     def add_trace_field(self, name: Any, value: Any) -> None:
@@ -393,7 +418,10 @@ class Tracer:
         key = trace_field_key(name)
         span.fields[key] = value
         with _shared_trace_lock:
-            span.trace.fields[key] = value
+            trace = span.trace
+            if trace.fields is None:
+                trace.fields = {}
+            trace.fields[key] = value
 
     def remove_trace_field(self, name: Any) -> None:
         span = active_span()
@@ -402,7 +430,9 @@ class Tracer:
         key = trace_field_key(name)
         span.fields.pop(key, None)
         with _shared_trace_lock:
-            span.trace.fields.pop(key, None)
+            trace_fields = span.trace.fields
+            if trace_fields:
+                trace_fields.pop(key, None)
 
     # ---- inspection -----------------------------------------------------------------------------
 
@@ -422,8 +452,9 @@ class Tracer:
         from beeline.propagation import PropagationContext
 
         trace = span.trace
-        fields = dict(trace.fields)
-        fields.update(trace.w3c)
+        fields = dict(trace.fields) if trace.fields else {}
+        if trace.w3c:
+            fields.update(trace.w3c)
         return PropagationContext(trace.id, span.id, fields)
 
     def parse_http_trace(self, request):
@@ -463,9 +494,13 @@ class Tracer:
         for key, value in propagated.items():
             if key in W3C_KEYS:
                 if value is not None:
+                    if trace.w3c is None:
+                        trace.w3c = {}
                     trace.w3c[key] = value
                 continue
             field_key = trace_field_key(key)
+            if trace.fields is None:
+                trace.fields = {}
             trace.fields[field_key] = value
             span.fields[field_key] = value
         return span
