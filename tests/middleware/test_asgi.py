@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +24,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 import beeline
 from beeline.middleware.asgi import ASGIRequest, HoneyASGIMiddleware, request_context
 from beeline.trace import active_span
+from tests.receiver import LoopbackReceiver
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -508,3 +512,106 @@ class TestWithoutServer:
         no_host = dict(self.SCOPE, headers=[])
         assert ASGIRequest(no_host).host() == "127.0.0.1:8000"
         assert request_context(no_host)["request.host"] == "127.0.0.1:8000"
+
+
+# ---- Django's ASGI handler under uvicorn, in its own process (Django settings are global) -----
+
+DJANGO_APP = '''
+import asyncio
+import os
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="test-only",
+    ALLOWED_HOSTS=["127.0.0.1"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[],
+    INSTALLED_APPS=[],
+)
+django.setup()
+
+import beeline
+from django.core.asgi import get_asgi_application
+from django.http import JsonResponse
+from django.urls import path
+
+from beeline.middleware.asgi import HoneyASGIMiddleware
+
+beeline.init(service_name="django-asgi", api_host=os.environ["HONEYCOMB_API_HOST"])
+
+
+@beeline.traced("part")
+async def part(n):
+    await asyncio.sleep(0.005)
+    return n
+
+
+async def view(request, n):
+    with beeline.tracer("view_work"):
+        parts = await asyncio.gather(part(1), part(2))
+    return JsonResponse({"n": n, "parts": parts})
+
+
+urlpatterns = [path("items/<int:n>", view)]
+application = HoneyASGIMiddleware(get_asgi_application())
+'''
+
+
+def test_django_asgi_app_under_uvicorn(tmp_path):
+    (tmp_path / "djasgi.py").write_text(DJANGO_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with LoopbackReceiver() as rx:
+        env = dict(os.environ, HONEYCOMB_WRITEKEY="0" * 32, HONEYCOMB_DATASET="dj", HONEYCOMB_API_HOST=rx.url)
+        env.pop("BEELINE_DISABLED", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "djasgi:application", "--app-dir", str(tmp_path),
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "off"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                try:
+                    httpx.get(base + "/items/0", timeout=2)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+
+            async def fire():
+                async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+                    return await asyncio.gather(*(client.get(f"/items/{i}") for i in range(1, 21)))
+
+            responses = asyncio.run(fire())
+            assert [r.json()["n"] for r in responses] == list(range(1, 21))
+            # The probe request's trace (4 spans) plus 4 spans for each of the 20 requests.
+            events = rx.wait_for(4 * 21, timeout=20)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            proc.stderr.close()
+    spans = [e["data"] for e in events]
+    assert len(spans) == 4 * 21
+    roots = {s["trace.span_id"]: s for s in spans if s["name"] == "asgi_http_get"}
+    assert len(roots) == 21
+    assert {r["response.status_code"] for r in roots.values()} == {200}
+    by_trace = {}
+    for s in spans:
+        by_trace.setdefault(s["trace.trace_id"], []).append(s)
+    assert len(by_trace) == 21
+    for trace in by_trace.values():
+        (root,) = [s for s in trace if s["name"] == "asgi_http_get"]
+        (work,) = [s for s in trace if s["name"] == "view_work"]
+        parts = [s for s in trace if s["name"] == "part"]
+        assert work["trace.parent_id"] == root["trace.span_id"]
+        assert len(parts) == 2 and {p["trace.parent_id"] for p in parts} == {work["trace.span_id"]}
