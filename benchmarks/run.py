@@ -54,14 +54,21 @@ def run_worker(python: str, cfg: Dict[str, Any], env_extra: Optional[Dict[str, s
     return json.loads(lines[-1])
 
 
-def import_time_ms(python: str) -> float:
+def import_time_ms(python: str, side: str) -> float:
     """Milliseconds for `import beeline` in a fresh interpreter (nothing else imported first)."""
-    code = "import time; t = time.perf_counter(); import beeline; print((time.perf_counter() - t) * 1000)"
+    code = (
+        "import time; t = time.perf_counter(); import beeline; elapsed = time.perf_counter() - t; "
+        "import json, os; print(json.dumps({'ms': elapsed * 1000, 'file': os.path.abspath(beeline.__file__)}))"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "BEELINE_", "HONEYCOMB_"))}
     out = subprocess.run([python, "-c", code], cwd=HERE, env=env, capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise WorkerError(f"{python}: import beeline failed\n{out.stderr[-2000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    path = result["file"]
+    if (side == "ours") != path.startswith(os.path.join(ROOT, "beeline") + os.sep):
+        raise WorkerError(f"import timing for {side!r} imported {path}")
+    return result["ms"]
 
 
 class Collector:
@@ -124,7 +131,7 @@ def one_round(n: int, pythons: Dict[str, str], col: Collector, args: argparse.Na
             col.add("noop_" + mode, side, res)
     for _ in range(args.import_samples if "import" in only else 0):
         for side in sides:
-            col.add("import", side, import_time_ms(pythons[side]))
+            col.add("import", side, import_time_ms(pythons[side], side))
     for fw in FRAMEWORKS if "web" in only else ():
         per_side = {}
         for side in sides:
