@@ -20,7 +20,7 @@ import beeline.middleware.celery  # noqa: F401  (connects the Celery signal hand
 from celery import Celery
 
 BROKER_DIR = os.environ.get("CELERY_BROKER_DIR", os.path.join(os.path.dirname(__file__), ".broker"))
-for sub in ("queue", "processed"):
+for sub in ("queue", "processed", "control"):
     os.makedirs(os.path.join(BROKER_DIR, sub), exist_ok=True)
 
 app = Celery("tasks", broker="filesystem://")
@@ -29,6 +29,7 @@ app.conf.update(
         "data_folder_in": os.path.join(BROKER_DIR, "queue"),
         "data_folder_out": os.path.join(BROKER_DIR, "queue"),
         "processed_folder": os.path.join(BROKER_DIR, "processed"),
+        "control_folder": os.path.join(BROKER_DIR, "control"),
         "store_processed": False,
         "polling_interval": 0.1,
     },
