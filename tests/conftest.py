@@ -8,6 +8,8 @@ import beeline
 from beeline.internal import reset_warnings
 from beeline.trace import current_span_var
 
+_ROOT_LEVEL = logging.getLogger().level
+
 
 @pytest.fixture(autouse=True)
 def _clean_beeline_state(monkeypatch):
@@ -19,6 +21,10 @@ def _clean_beeline_state(monkeypatch):
     reset_warnings()
     logger = logging.getLogger("beeline")
     level, handlers = logger.level, list(logger.handlers)
+    # Some frameworks' test workers (Celery) reconfigure logging: raise the root level, disable
+    # existing loggers. Each test starts from the logging setup the session started with.
+    logger.disabled, logger.propagate = False, True
+    logging.getLogger().setLevel(_ROOT_LEVEL)
     yield
     beeline.close()
     current_span_var.reset(token)
