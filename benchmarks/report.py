@@ -87,16 +87,20 @@ def build_rows(values: Values, median: Median) -> List[Row]:
         _ratio_row("child span, with beeline.tracer()", m("child_tracer", "ours"), m("child_tracer", "ref"), 0.25),
         _ratio_row("trace: root + 5 children, 3 fields each", m("trace_5x3", "ours"), m("trace_5x3", "ref"), 0.25),
     ]
-    dropped, kept = m("span_dropped", "ours"), m("span_kept", "ours")
-    if dropped is not None and kept is not None:
-        ratio = dropped / kept
+    # "A span of a trace that deterministic sampling drops: <= 0.1x of a kept span", among the
+    # issue's ratios to the reference: our dropped span against the reference's kept one (the
+    # reference does the same work for both). Our own kept span is shown for comparison.
+    dropped, ref_kept, own_kept = m("span_dropped", "ours"), m("span_kept", "ref"), m("span_kept", "ours")
+    if dropped is not None and ref_kept is not None:
+        ratio = dropped / ref_kept
+        own = f"; {dropped / own_kept:.2f}x our kept span" if own_kept else ""
         rows.append(Row(
-            "span of a trace sampling drops (rate 2)",
+            f"span of a trace sampling drops (rate 2{own})",
             _us(dropped),
-            _us(m("span_dropped", "ref")),
+            _us(ref_kept) + " kept",
             "-",
             f"{ratio:.3f}x",
-            f"<= 0.10x our kept span ({_us(kept)})",
+            "<= 0.10x",
             "pass" if ratio <= 0.10 else "FAIL",
         ))
     rows.append(_noop_row("no init()", values, "noinit", median))
