@@ -152,7 +152,7 @@ def add_context(data: dict) -> None:
     """Add several fields to the active span: `beeline.add_context({"user_id": 7})`."""
     if _GBL is not None:
         span = _get_current_span()
-        if span is not None and span.finished:
+        if span is not None and span.trace.done:
             span = _active_span()
         if span is not None:
             span.fields.update(data)
@@ -162,7 +162,7 @@ def add_context_field(name: str, value: Any) -> None:
     """Add one field to the active span: `beeline.add_context_field("user_id", 7)`."""
     if _GBL is not None:
         span = _get_current_span()
-        if span is not None and span.finished:
+        if span is not None and span.trace.done:
             span = _active_span()
         if span is not None:
             span.fields[name] = value

@@ -200,7 +200,8 @@ class Beeline(DeprecatedBeelineMethods):
                 fields.update(span.rollup_fields)
             if trace.fields:
                 # Trace fields added after this span started, unless the span set its own value.
-                for key, value in trace.fields.items():
+                # A snapshot: a worker thread may add a trace field while this span finishes.
+                for key, value in trace.fields.copy().items():
                     if key not in fields:
                         fields[key] = value
             fields["duration_ms"] = duration * 1000.0

@@ -60,7 +60,7 @@ class Trace:
     """What the spans of one trace share: its id, trace fields, rollup totals, the sampling
     decision, the upstream dataset and W3C state. Shared by reference, never copied."""
 
-    __slots__ = ("id", "dataset", "fields", "rollup_fields", "sampled", "w3c", "outer")
+    __slots__ = ("id", "dataset", "fields", "rollup_fields", "sampled", "w3c", "outer", "done")
 
     def __init__(
         self, trace_id: str, dataset: Optional[str] = None, sampled: bool = True, outer: Optional["Span"] = None
@@ -75,6 +75,8 @@ class Trace:
         self.sampled = sampled
         self.w3c: Optional[dict] = None
         self.outer = outer
+        # Set by finish_trace: from then on no span of this trace is anyone's active span.
+        self.done = False
 
 
 class Span:
@@ -215,10 +217,21 @@ class SpanFieldsView:
 
 
 def active_span() -> Optional[Span]:
-    """The innermost unfinished span of this context, or None."""
+    """The active span of this context, or None.
+
+    A span finished in another context (a task or pool job that outlives the span that spawned
+    it) stays the parent of what this context starts, as long as its trace runs; once the trace
+    has ended, what was active before it is (so a finished request never swallows later work).
+    """
     span = _get_current()
-    while span is not None and span.finished:
-        span = span._return_to
+    if span is not None and span.trace.done:
+        span = _live(span)
+    return span
+
+
+def _live(span: Optional[Span]) -> Optional[Span]:
+    while span is not None and span.trace.done:
+        span = span.trace.outer
     return span
 
 
@@ -260,8 +273,8 @@ class Tracer:
         # Decided once, here, for every span of the trace: spans of a dropped trace cost no event.
         sampled = rate == 1 or self._decide_per_span or should_sample(trace_id, rate)
         outer = _get_current()
-        if outer is not None and outer.finished:
-            outer = _unfinished(outer)
+        if outer is not None and outer.trace.done:
+            outer = _live(outer)
         trace = _new_object(Trace)  # Trace.__init__, inlined: keep the two in step
         trace.id = trace_id
         trace.dataset = dataset
@@ -270,6 +283,7 @@ class Tracer:
         trace.sampled = sampled
         trace.w3c = None
         trace.outer = outer
+        trace.done = False
         fields = dict(context) if context else {}
         fields["meta.span_type"] = "subroot" if parent_span_id else "root"
         # Span.__init__, inlined as in start_span: one of these per request.
@@ -294,8 +308,8 @@ class Tracer:
         current = _get_current()
         if current is None:
             return None
-        if current.finished:
-            current = _unfinished(current._return_to)
+        if current.trace.done:
+            current = _live(current)
             if current is None:
                 return None
         trace = current.trace
@@ -357,21 +371,21 @@ class Tracer:
         if span is None:
             return
         self.finish_span(span)
+        trace = span.trace
+        trace.done = True
         # Everything of this trace leaves the context, whatever was left open inside it; a trace
         # that was active before this one (explicit trace_id inside a trace) is active again.
         current = _get_current()
-        if current is not None and current.finished:
-            current = _unfinished(current)
-        if current is not None and (current.trace is span.trace or _descends_from(current, span.trace)):
-            _set_current(_unfinished(span.trace.outer))
+        if current is not None and (current.trace is trace or _descends_from(current, trace)):
+            _set_current(_live(_unfinished(trace.outer)))
 
     # ---- fields ---------------------------------------------------------------------------------
 
     def add_context_field(self, name: str, value: Any) -> None:
         span = _get_current()
         if span is not None:
-            if span.finished:
-                span = _unfinished(span)
+            if span.trace.done:
+                span = _live(span)
                 if span is None:
                     return
             span.fields[name] = value
@@ -379,8 +393,8 @@ class Tracer:
     def add_context(self, data: dict) -> None:
         span = _get_current()
         if span is not None:
-            if span.finished:
-                span = _unfinished(span)
+            if span.trace.done:
+                span = _live(span)
                 if span is None:
                     return
             span.fields.update(data)

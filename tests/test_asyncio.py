@@ -106,12 +106,6 @@ class TestTasks:
         root = run(main)
         assert beeline_recorder.find(name="fetch")["trace.trace_id"] == root.trace_id
 
-    @pytest.mark.xfail(
-        reason="core bug: beeline.trace.active_span() skips spans that were finished in another "
-        "context, so a task created under span S that runs after S finished is parented to S's "
-        "parent instead of S (the reference, copying the stack at task creation, kept S)",
-        strict=True,
-    )
     def test_a_task_outliving_its_spawning_span_keeps_it_as_parent(self, beeline_recorder):
         async def main():
             with beeline.tracer("request"):

@@ -288,12 +288,6 @@ class TestStress:
 
 
 class TestTraceFieldsUnderConcurrentFinish:
-    @pytest.mark.xfail(
-        reason="core bug: Beeline._send_span (beeline/core.py) iterates trace.fields.items() without "
-        "_shared_trace_lock, so a worker thread adding a trace field while another thread finishes a "
-        "span of the same trace raises 'dictionary changed size during iteration' and the span is dropped",
-        strict=True,
-    )
     def test_no_span_is_lost_while_a_worker_adds_trace_fields(self, beeline_recorder):
         import sys
 

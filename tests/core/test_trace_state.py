@@ -143,3 +143,19 @@ def test_untraced_detaches_and_restores(beeline_recorder):
     with beeline.tracer("root") as root:
         assert background() is None
         assert beeline.get_beeline().tracer_impl.get_active_span() is root
+
+
+def test_a_span_finished_elsewhere_stays_the_parent_while_its_trace_runs(beeline_recorder):
+    import contextvars
+
+    root = beeline.start_trace({"name": "request"})
+    spawner = beeline.start_span({"name": "spawner"})
+    task_context = contextvars.copy_context()  # e.g. a task created under "spawner"
+    beeline.finish_span(spawner)
+    late = task_context.run(beeline.start_span, {"name": "late"})
+    assert late.parent_id == spawner.id
+    task_context.run(beeline.finish_span, late)
+    beeline.finish_trace(root)
+    # Once the trace has ended, that context no longer adds anything to it.
+    assert task_context.run(beeline.start_span, {"name": "after-the-end"}) is None
+    assert [e["name"] for e in beeline_recorder.events] == ["spawner", "late", "request"]
