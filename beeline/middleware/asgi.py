@@ -105,10 +105,8 @@ def request_context(scope: Scope, name_prefix: str = "asgi") -> dict:
         elif name == b"user-agent":
             user_agent = _text(value)
         elif name == b"content-length":
-            try:
-                content_length = int(value)
-            except ValueError:
-                content_length = 0
+            # The header's text, as the WSGI, Django and Tornado integrations (and the reference) send it.
+            content_length = _text(value)
     method = scope.get("method") or ""
     client = scope.get("client")
     return {

@@ -223,7 +223,7 @@ def record_exception(handler: tornado.web.RequestHandler, exc: Optional[BaseExce
         return
     try:
         fields = span.fields
-        fields["request.error"] = type(exc).__name__
+        fields["request.error"] = str(type(exc))  # as the WSGI, Flask and Django integrations
         fields["request.error_detail"] = stringify_exception(exc)
         if not isinstance(exc, tornado.web.HTTPError):
             fields.update(exception_fields(exc))

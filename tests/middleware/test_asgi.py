@@ -384,7 +384,7 @@ class TestWithoutServer:
         assert after_send == [1]
         root = beeline_recorder.root()
         assert root["request.scheme"] == "https"
-        assert root["request.content_length"] == 5
+        assert root["request.content_length"] == "5"
         assert root["request.remote_addr"] == "10.0.0.9"
         assert root["request.method"] == "POST"
         assert root["name"] == "asgi_http_post"

@@ -178,7 +178,7 @@ def test_an_unrouted_path_is_a_404_trace_without_a_route_or_stack_trace(beeline_
     assert root["request.query"] == "a=1"
     assert "request.route" not in root
     # Tornado answers unrouted paths by raising HTTPError(404) itself: a reply, not a crash.
-    assert root["request.error"] == "HTTPError"
+    assert root["request.error"] == "<class 'tornado.web.HTTPError'>"
     assert "404" in root["request.error_detail"]
     assert not [key for key in root if key.startswith("app.exception_")]
 
@@ -218,7 +218,7 @@ def test_a_raising_handler_records_the_reference_exception_fields(beeline_record
     assert root["app.exception_string"] == "the handler failed"
     assert 'raise ValueError("the handler failed")' in root["app.exception_stacktrace"]
     assert "ValueError: the handler failed" in root["app.exception_stacktrace"]
-    assert root["request.error"] == "ValueError"
+    assert root["request.error"] == "<class 'ValueError'>"
     assert root["request.error_detail"] == "the handler failed"
     # The next request is a trace of its own, untouched by the failure.
     following = beeline_recorder.find(request__path="/hello/ann")
@@ -234,7 +234,7 @@ def test_an_http_error_is_a_reply_with_its_message_but_no_stack_trace(beeline_re
     assert run(scenario()).code == 403
     root = beeline_recorder.find(request__path="/forbidden")
     assert root["response.status_code"] == 403
-    assert root["request.error"] == "HTTPError"
+    assert root["request.error"] == "<class 'tornado.web.HTTPError'>"
     assert root["request.error_detail"] == "HTTP 403: Forbidden (no access for bob)"
     assert not [key for key in root if key.startswith("app.exception_")]
 
