@@ -185,11 +185,14 @@ class Beeline(DeprecatedBeelineMethods):
         once, into one new dict; without hooks the event goes straight to the transmission."""
         duration = time.perf_counter() - span._start
         try:
-            fields = self._client_fields.copy()
             if self._client_dyn_fields:
+                fields = self._client_fields.copy()
                 for fn in self._client_dyn_fields:
                     fields[fn.__name__] = fn()
-            fields.update(span.fields)
+                fields.update(span.fields)
+            else:
+                # One dict display: sized once, where copy() + update() resizes it on the way.
+                fields = {**self._client_fields, **span.fields}
             trace = span.trace
             fields["trace.trace_id"] = trace.id
             fields["trace.parent_id"] = span.parent_id

@@ -5,6 +5,11 @@
 
 Prints the functions where the time goes (own time first) and how many Python calls one
 operation makes, which is the number the hot-path work drives down.
+
+With `--spin SECONDS` it only runs the workload, unprofiled, for a sampling profiler outside
+the process (cProfile's own overhead distorts very short functions):
+
+    py-spy record -f raw -o spans.txt -- .venv/bin/python benchmarks/profile_hot_path.py trace_5x3 --spin 10
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import time
 
 import span_workloads as w
 from timing import DiscardingTransmission
@@ -32,6 +38,7 @@ def main() -> None:
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--ops", type=int, default=20000)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--spin", type=float, default=0.0, help="run unprofiled for this many seconds")
     args = parser.parse_args()
 
     import beeline
@@ -41,6 +48,12 @@ def main() -> None:
                  transmission_impl=DiscardingTransmission())
     run = WORKLOADS[args.workload](beeline)
     run(1000)  # warm up outside the profile
+    if args.spin:
+        deadline = time.monotonic() + args.spin
+        while time.monotonic() < deadline:
+            run(1000)
+        w.close_traces(beeline)
+        return
     profiler = cProfile.Profile()
     profiler.enable()
     run(args.ops)
