@@ -180,8 +180,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     unknown = args.only - set(GROUPS)
     if unknown:
         parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
-    pythons = {"ours": args.ours_python, "ref": args.ref_python}
-    if not os.path.exists(args.ref_python):
+    # Absolute: the workers run with the benchmarks folder as their working directory.
+    pythons = {"ours": os.path.abspath(args.ours_python), "ref": os.path.abspath(args.ref_python)}
+    if not os.path.exists(pythons["ref"]):
         print(f"reference Python {args.ref_python} is missing: run `make bench`", file=sys.stderr)
         return 2
     started = time.monotonic()
