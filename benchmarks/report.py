@@ -143,6 +143,13 @@ def build_rows(values: Values, median: Median) -> List[Row]:
                             "n/a (middleware missing)"))
             continue
         rows.append(_ratio_row(figure, m(fw + "_added", "ours"), m(fw + "_added", "ref"), 0.30, baseline))
+    for fw, label in (("flask", "Flask"), ("django", "Django"), ("bottle", "Bottle")):
+        ours_floor, ref_floor = m(fw + "_floor", "ours"), m(fw + "_floor", "ref")
+        if ours_floor is None or ref_floor is None:
+            continue
+        # Information, not a target: the same bare wrapper on both sides isolates the core's part.
+        rows.append(Row(f"{label}, bare trace wrapper (core only), added", _us(ours_floor), _us(ref_floor),
+                        _us(m(fw + "_baseline", "ours")), f"{ours_floor / ref_floor:.3f}x", "(info)", "-"))
 
     ours_imp, ref_imp = m("import", "ours"), m("import", "ref")
     if ours_imp is not None and ref_imp is not None:

@@ -135,14 +135,15 @@ def one_round(n: int, pythons: Dict[str, str], col: Collector, args: argparse.Na
     for fw in FRAMEWORKS if "web" in only else ():
         per_side = {}
         for side in sides:
-            for instrumented in (True, False):
-                per_side[(side, instrumented)] = work(
-                    side, {"job": "web", "framework": fw, "instrumented": instrumented, "repeats": repeats}
-                )
+            for mode in ("middleware", "bare", "floor"):
+                cfg = {"job": "web", "framework": fw, "instrumented": mode != "bare", "floor": mode == "floor",
+                       "repeats": repeats}
+                per_side[(side, mode)] = work(side, cfg)
         for side in sides:
-            inst, base = per_side[(side, True)], per_side[(side, False)]
+            inst, base, floor = per_side[(side, "middleware")], per_side[(side, "bare")], per_side[(side, "floor")]
             col.add(fw + "_version", side, base["framework_version"])
             col.add(fw + "_baseline", side, base["request"]["best"])
+            col.add(fw + "_floor", side, floor["request"]["best"] - base["request"]["best"])
             if inst.get("missing"):
                 col.add(fw + "_added", side, None)
                 continue
@@ -200,7 +201,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(report.render(rows))
     failed = [r for r in rows if r.result == "FAIL"]
     missing = [r for r in rows if r.result.startswith("n/a")]
-    print(f"\n{len(rows) - len(failed) - len(missing)} pass, {len(failed)} fail, {len(missing)} n/a; "
+    passed = [r for r in rows if r.result == "pass"]
+    print(f"\n{len(passed)} pass, {len(failed)} fail, {len(missing)} n/a; "
           f"{time.monotonic() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as out:

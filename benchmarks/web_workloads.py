@@ -112,8 +112,47 @@ def _bottle_app(instrumented: bool) -> Callable:
 _BUILDERS = {"flask": _flask_app, "django": _django_app, "bottle": _bottle_app}
 
 
-def make_app(framework: str, instrumented: bool) -> Callable:
-    return _BUILDERS[framework](instrumented)
+class BareTraceWrapper:
+    """The least a tracing middleware can do, written against the API both packages share: the
+    reference's request fields (`beeline.middleware.wsgi.WSGIRequest`, in both), the parser hook,
+    a root span with the status code, finished when the app returns. It measures what the core
+    costs per request inside each framework, apart from any middleware's own design."""
+
+    def __init__(self, app: Callable, name: str) -> None:
+        from beeline.middleware.wsgi import WSGIRequest
+
+        import beeline
+
+        self.app = app
+        self.name = name
+        self.request_class = WSGIRequest
+        self.beeline = beeline
+
+    def __call__(self, environ: dict, start_response: Callable):
+        beeline = self.beeline
+        request = self.request_class(self.name, environ)
+        root = beeline.propagate_and_start_trace(request.request_context(), request)
+
+        def traced_start_response(status, headers, exc_info=None):
+            root.add_context_field("response.status_code", int(status[:3]))
+            return start_response(status, headers)
+
+        try:
+            return self.app(environ, traced_start_response)
+        finally:
+            beeline.finish_trace(root)
+
+
+def make_app(framework: str, instrumented: bool, floor: bool = False) -> Callable:
+    """The hello-world app: bare, behind the beeline middleware, or (`floor`) behind
+    BareTraceWrapper instead."""
+    if not floor:
+        return _BUILDERS[framework](instrumented)
+    app = _BUILDERS[framework](False)
+    if framework == "flask":
+        app.wsgi_app = BareTraceWrapper(app.wsgi_app, framework)
+        return app
+    return BareTraceWrapper(app, framework)
 
 
 def framework_version(framework: str) -> str:
