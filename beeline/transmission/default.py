@@ -204,11 +204,13 @@ class BeelineTransmission:
                 self._stats.add(dropped_closed=1)
                 self._warner.note("dropped after close", 1)
                 return
-            if not pipe.started:
+            if (not pipe.started or not pipe.limit) and not self._closed:
+                # start() takes the start lock, so a start another thread is in the middle of
+                # (sender running, queue limit not set yet) has finished when it returns.
                 self.start()
-                if pipe.started and len(pipe.pending) < pipe.limit:
-                    pipe.pending.append(ev)
-                    return
+            if pipe.started and len(pipe.pending) < pipe.limit:
+                pipe.pending.append(ev)
+                return
             if self.block_on_send:
                 self._wait_for_room(pipe)
                 if self._closed:

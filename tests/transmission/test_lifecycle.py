@@ -200,3 +200,30 @@ def test_without_block_on_response_extra_responses_are_dropped(rx):
     assert len(drain(xmit.get_response_queue())) == 2
     assert xmit.stats["sent"] == 10
     xmit.close()
+
+
+def test_threads_racing_the_first_send_lose_nothing(rx):
+    # A forked worker's transmission starts on its first send. Threads sending at that moment
+    # (gthread workers) used to see the sender started but the queue limit not yet set, and
+    # counted their event as a queue overflow.
+    from beeline.transmission import BeelineTransmission
+    from tests.transmission.helpers import FAST, Ev
+
+    threads_per_round, rounds = 16, 25
+    for round_number in range(rounds):
+        xmit = BeelineTransmission(**FAST)  # not started, as in a freshly forked child
+        barrier = threading.Barrier(threads_per_round)
+
+        def send_one(i, xmit=xmit, barrier=barrier, round_number=round_number):
+            barrier.wait(5)
+            xmit.send(Ev({"round": round_number, "i": i}, rx.url))
+
+        threads = [threading.Thread(target=send_one, args=(i,)) for i in range(threads_per_round)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert xmit.flush(10)
+        assert xmit.stats["dropped_overflow"] == 0, f"round {round_number}"
+        xmit.close(5)
+    assert len(rx.wait_for(threads_per_round * rounds, timeout=10)) == threads_per_round * rounds
