@@ -27,7 +27,6 @@ from beeline.events import SpanEvent
 from beeline.internal import warn_once
 from beeline.local import LocalSink
 from beeline.sampling import should_sample
-from beeline.transmission import BeelineTransmission
 from beeline.trace import Span, Tracer
 from beeline.version import VERSION
 
@@ -44,6 +43,10 @@ def build_transmission(settings: config.Settings) -> Any:
         return settings.transmission_impl
     if not settings.writekey:
         return LocalSink(show=settings.local_stderr, path=settings.trace_file, user_agent=USER_AGENT_ADDITION)
+    # Imported here: http.client, gzip and the sender's modules are not needed by processes that
+    # never send (tests, the local sink), and cost a few milliseconds of `import beeline`.
+    from beeline.transmission import BeelineTransmission
+
     return BeelineTransmission(
         max_concurrent_batches=settings.max_concurrent_batches,
         block_on_send=settings.block_on_send,
