@@ -4,6 +4,7 @@ reading the responses queue."""
 from __future__ import annotations
 
 import queue
+import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -62,3 +63,13 @@ def drain(q: "queue.Queue", timeout: float = 5.0, until_none: bool = False, coun
 
 def delivered_ids(rx: Any) -> list:
     return sorted(e["data"]["i"] for e in rx.events)
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

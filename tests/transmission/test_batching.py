@@ -4,17 +4,9 @@ takes no lock and wakes the sender at most once per batch."""
 import sys
 import threading
 
-import pytest
 
-from tests.receiver import LoopbackReceiver
 from beeline.transmission import BeelineTransmission
 from tests.transmission.helpers import FAST, Ev, delivered_ids, drain, make, send_n
-
-
-@pytest.fixture
-def rx():
-    with LoopbackReceiver() as receiver:
-        yield receiver
 
 
 def test_max_batch_size_is_respected_exactly(rx):

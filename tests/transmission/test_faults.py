@@ -2,28 +2,10 @@
 never twice), retried and dropped/failed (in stats and on the responses queue)."""
 
 import logging
-import time
 
-import pytest
 
 from beeline.transmission.retry import RetryPolicy, is_retryable_status, parse_retry_after
-from tests.receiver import LoopbackReceiver
-from tests.transmission.helpers import delivered_ids, drain, make, send_n
-
-
-@pytest.fixture
-def rx():
-    with LoopbackReceiver() as receiver:
-        yield receiver
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+from tests.transmission.helpers import delivered_ids, drain, make, send_n, wait_until
 
 
 def test_receiver_down_at_start_and_back_later(rx):

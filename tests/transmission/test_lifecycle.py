@@ -6,30 +6,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.receiver import LoopbackReceiver
-from tests.transmission.helpers import delivered_ids, drain, make, send_n
+from tests.transmission.helpers import delivered_ids, drain, make, send_n, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def rx():
-    with LoopbackReceiver() as receiver:
-        yield receiver
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_overflow_without_blocking_drops_the_new_events_and_says_so(rx, caplog):

@@ -13,12 +13,6 @@ from tests.receiver import LoopbackReceiver
 from tests.transmission.helpers import Ev, delivered_ids, drain, make, send_n
 
 
-@pytest.fixture
-def rx():
-    with LoopbackReceiver() as receiver:
-        yield receiver
-
-
 def test_libhoney_client_drives_it_headers_gzip_and_user_agent(rx):
     xmit = BeelineTransmission(send_frequency=0.02, user_agent_addition="myapp/2.0")
     client = libhoney.Client(writekey="team-key", dataset="web", api_host=rx.url, transmission_impl=xmit)
