@@ -8,12 +8,15 @@ Flask and Bottle, a few framework fields), so the request fields, the error hand
 of the trace behave the same everywhere.
 
 When the trace ends matters. A WSGI response is not finished when `start_response` is called
-(where honeycomb-beeline ended it), nor when the application returns: the body is produced while
-the server iterates it, and the server signals the end by calling the iterable's `close()`. So
-the body is handed back wrapped: the trace ends when the body is exhausted, when iterating it
-raises, or at `close()`, whichever comes first, and also when the application raises before
-returning anything. A response that is dropped without any of these (a test client whose body is
-never read) is finished when it is garbage-collected, so no trace stays open.
+(where honeycomb-beeline ended it). A body that is a list or a tuple is complete when the
+application returns it: no application code runs after that, only the server's write, so the
+trace ends right there and the body goes to the server untouched. Any other body is produced
+while the server iterates it, and the server signals the end by calling the iterable's
+`close()`. So such a body is handed back wrapped: the trace ends when the body is exhausted,
+when iterating it raises, or at `close()`, whichever comes first, and also when the application
+raises before returning anything. A response that is dropped without any of these (a test
+client whose body is never read) is finished when it is garbage-collected, so no trace stays
+open.
 
 Between those steps the request's spans are not left active in the server's context: the server
 (or a test calling a test client) sees what it had before the request, and each step of the
@@ -24,7 +27,7 @@ the request.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import beeline
 from beeline.decorators import exception_fields, stringify_exception
@@ -46,6 +49,23 @@ _set_current = current_span_var.set
 # Headers that WSGI (like CGI) passes without the HTTP_ prefix.
 _UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
 
+# Header name as a parser hook asks for it -> its environ key. Hooks ask for the same few names
+# on every request, so each is translated once; the bound keeps a hook that asks for arbitrary
+# names from growing it without end.
+_ENVIRON_KEYS: Dict[str, str] = {}
+_ENVIRON_KEYS_LIMIT = 256
+
+_SERVER_ERROR = "500 Internal Server Error"
+
+
+def _environ_key(header: str) -> str:
+    name = header.upper().replace("-", "_")
+    if name not in _UNPREFIXED:
+        name = "HTTP_" + name
+    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_LIMIT:
+        _ENVIRON_KEYS[header] = name
+    return name
+
 
 class WSGIRequest(Request):
     """A :class:`beeline.propagation.Request` over a WSGI environ, for the parser hooks.
@@ -62,10 +82,10 @@ class WSGIRequest(Request):
         self._environ = environ
 
     def header(self, key: str) -> Optional[str]:
-        name = key.upper().replace("-", "_")
-        if name in _UNPREFIXED:
-            return self._environ.get(name)
-        return self._environ.get("HTTP_" + name)
+        name = _ENVIRON_KEYS.get(key)
+        if name is None:
+            name = _environ_key(key)
+        return self._environ.get(name)
 
     def method(self) -> Optional[str]:
         return self._environ.get("REQUEST_METHOD")
@@ -109,7 +129,7 @@ class WSGIRequest(Request):
 def status_code(status: Any) -> Any:
     """200 for "200 OK"; a status line that does not start with a number is kept as given."""
     try:
-        return int(str(status)[:3])
+        return int(status[:3] if type(status) is str else str(status)[:3])
     except ValueError:
         return status
 
@@ -151,20 +171,28 @@ class HoneyWSGIMiddleware:
         if enclosing is not None and not enclosing.finished:
             # An instrumented app inside another one (both wrapped, or a dispatcher of
             # instrumented apps): the request already has its trace, from the outermost one.
-            return self.app(environ, start_response)
+            return self._inside(enclosing, environ, start_response)
         outer = _get_current()
         root = self._start_trace(environ, outer)
         if root is None:
             return self.app(environ, start_response)
-        response = _TracedResponse(self, root, environ, start_response)
+        starter = _ResponseStart(root, start_response)
         try:
-            body = self.app(environ, response.start_response)
+            body = self.app(environ, starter)
         except BaseException as exc:
-            response.end(exc, None)
+            _end_trace(self, root, environ, starter.status, exc, False)
             _set_current(outer)
             raise
-        response.attach(body, outer)
-        return response
+        kind = type(body)
+        if kind is list or kind is tuple:
+            # Already produced, and neither type has a close(): nothing of the application runs
+            # after this, so the trace ends now and the server gets the body as it was.
+            _end_trace(self, root, environ, starter.status, None, False)
+            _set_current(outer)
+            return body
+        if hasattr(body, "__len__"):
+            return _SizedTracedResponse(self, root, environ, starter, body, outer)
+        return _TracedResponse(self, root, environ, starter, body, outer)
 
     # ---- extension points -------------------------------------------------------------------
 
@@ -174,7 +202,9 @@ class HoneyWSGIMiddleware:
 
     def finish_context(self, environ: dict, span: Span) -> None:
         """Called just before the root span is sent, with the request's spans active: add
-        fields known only at the end of the request (e.g. the matched route)."""
+        fields known only at the end of the request (e.g. the matched route). When this
+        middleware runs inside another one, it is called with that one's root span once the
+        wrapped application has returned (or raised)."""
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -191,43 +221,30 @@ class HoneyWSGIMiddleware:
             _set_current(outer)
             return None
 
+    def _inside(self, enclosing: Span, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # The framework's own fields still belong on the request's root span.
+        try:
+            return self.app(environ, start_response)
+        finally:
+            try:
+                self.finish_context(environ, enclosing)
+            except Exception:
+                warn_once("wsgi_nested_finish", "beeline: could not add the framework's fields", exc_info=True)
 
-class _TracedResponse:
-    """The body handed to the server: the application's body, iterated with the request's
-    spans active, ending the trace when it is exhausted, fails or is closed."""
 
-    __slots__ = (
-        "_mw",
-        "_root",
-        "_environ",
-        "_start_response",
-        "_status",
-        "_body",
-        "_iter",
-        "_inner",
-        "_body_started",
-        "_done",
-        "_close_error",
-        "__weakref__",
-    )
+class _ResponseStart:
+    """The `start_response` handed to the application: remembers the status for the root span
+    and records an error reported through `exc_info`."""
 
-    def __init__(self, mw: HoneyWSGIMiddleware, root: Span, environ: dict, start_response: Callable) -> None:
-        self._mw = mw
+    __slots__ = ("_root", "_start_response", "status")
+
+    def __init__(self, root: Span, start_response: Callable) -> None:
         self._root = root
-        self._environ = environ
         self._start_response = start_response
-        self._status: Any = None
-        self._body: Any = None
-        self._iter: Optional[Iterator] = None
-        self._inner: Optional[Span] = root
-        self._body_started = False
-        self._done = False
-        self._close_error: Optional[BaseException] = None
+        self.status: Any = None
 
-    # ---- what the application calls ------------------------------------------------------
-
-    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable:
-        self._status = status
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Callable:
+        self.status = status
         if exc_info is not None:
             # The PEP 3333 way to report an error once the status is chosen (Bottle does this).
             try:
@@ -240,13 +257,60 @@ class _TracedResponse:
             return self._start_response(status, headers, exc_info)
         return self._start_response(status, headers)
 
-    # ---- what the middleware calls -------------------------------------------------------
 
-    def attach(self, body: Any, outer: Optional[Span]) -> None:
-        """Keep the application's body and give the server's context back."""
+def _end_trace(mw: HoneyWSGIMiddleware, root: Span, environ: dict, status: Any,
+               exc: Optional[BaseException], body_started: bool) -> None:
+    """Add the response fields to the root span and finish the trace; never raises."""
+    try:
+        fields = root.fields
+        if exc is not None and isinstance(exc, Exception):
+            fields.update(error_fields(exc))
+            if not body_started:
+                # Nothing was sent yet, so the server answers 500 whatever status was set.
+                status = _SERVER_ERROR
+        if status is not None:
+            fields["response.status_code"] = status_code(status)
+        mw.finish_context(environ, root)
+    except Exception:
+        warn_once("wsgi_finish", "beeline: could not add the response fields", exc_info=True)
+    try:
+        beeline.finish_trace(root)
+    except Exception:
+        warn_once("wsgi_finish_trace", "beeline: could not finish the request's trace", exc_info=True)
+
+
+class _TracedResponse:
+    """The body handed to the server for a body that is still to be produced: the application's
+    body, iterated with the request's spans active, ending the trace when it is exhausted, fails
+    or is closed."""
+
+    __slots__ = (
+        "_mw",
+        "_root",
+        "_environ",
+        "_starter",
+        "_body",
+        "_next",
+        "_inner",
+        "_body_started",
+        "_done",
+        "_close_error",
+        "__weakref__",
+    )
+
+    def __init__(self, mw: HoneyWSGIMiddleware, root: Span, environ: dict, starter: _ResponseStart, body: Any,
+                 outer: Optional[Span]) -> None:
+        self._mw = mw
+        self._root = root
+        self._environ = environ
+        self._starter = starter
         self._body = body
-        if hasattr(body, "__len__"):
-            self.__class__ = _SizedTracedResponse
+        self._next: Optional[Callable[[], bytes]] = None
+        self._body_started = False
+        self._done = False
+        self._close_error: Optional[BaseException] = None
+        # The request's spans as the application left them; the server's context gets back
+        # what it had.
         self._inner = _get_current()
         _set_current(outer)
 
@@ -261,15 +325,16 @@ class _TracedResponse:
         outer = _get_current()
         _set_current(self._inner)
         try:
-            if self._iter is None:
-                self._iter = iter(self._body)
-            chunk = next(self._iter)
+            step = self._next
+            if step is None:
+                step = self._next = iter(self._body).__next__
+            chunk = step()
         except StopIteration:
             # The server calls close() next: an error from the body's close() is raised there.
-            self.end(None, self._body, defer_close_error=True)
+            self.end(None, defer_close_error=True)
             raise
         except BaseException as exc:
-            self.end(exc, self._body)
+            self.end(exc)
             raise
         finally:
             if not self._done:
@@ -288,7 +353,7 @@ class _TracedResponse:
         outer = _get_current()
         _set_current(self._inner)
         try:
-            self.end(None, self._body)
+            self.end(None)
         finally:
             _set_current(outer)
 
@@ -298,13 +363,13 @@ class _TracedResponse:
         try:
             if not self._done:
                 self._done = True
-                self._finish(None)
+                _end_trace(self._mw, self._root, self._environ, self._starter.status, None, self._body_started)
         except Exception:
             pass  # nothing can be reported from a finaliser; the trace is lost, not the app
 
     # ---- the end ---------------------------------------------------------------------------
 
-    def end(self, exc: Optional[BaseException], body: Any, defer_close_error: bool = False) -> None:
+    def end(self, exc: Optional[BaseException], defer_close_error: bool = False) -> None:
         """Close the application's body, then finish the trace. Runs with the request's spans
         active. An error from the body's own close() is recorded and re-raised (by our close()
         when `defer_close_error`)."""
@@ -312,47 +377,27 @@ class _TracedResponse:
             return
         self._done = True
         close_error: Optional[BaseException] = None
-        close = getattr(body, "close", None)
+        close = getattr(self._body, "close", None)
         if close is not None:
             try:
                 close()
             except BaseException as error:
                 close_error = error
-        self._finish(exc if exc is not None else close_error)
+        _end_trace(self._mw, self._root, self._environ, self._starter.status,
+                   exc if exc is not None else close_error, self._body_started)
+        self._next = None
         if close_error is not None:
             if defer_close_error:
                 self._close_error = close_error
             else:
                 raise close_error
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
-        root = self._root
-        try:
-            fields = root.fields
-            if exc is not None and isinstance(exc, Exception):
-                fields.update(error_fields(exc))
-                if not self._body_started:
-                    # Nothing was sent yet, so the server answers 500 whatever status was set.
-                    self._status = "500 Internal Server Error"
-            if self._status is not None:
-                fields["response.status_code"] = status_code(self._status)
-            self._mw.finish_context(self._environ, root)
-        except Exception:
-            warn_once("wsgi_finish", "beeline: could not add the response fields", exc_info=True)
-        try:
-            beeline.finish_trace(root)
-        except Exception:
-            warn_once("wsgi_finish_trace", "beeline: could not finish the request's trace", exc_info=True)
-        self._iter = None
-
 
 class _SizedTracedResponse(_TracedResponse):
-    """For bodies with a length (lists): servers such as wsgiref use len() to decide on a
-    Content-Length, and that must not change because the body is wrapped."""
+    """For bodies with a length other than lists and tuples: servers such as wsgiref use len()
+    to decide on a Content-Length, and that must not change because the body is wrapped."""
 
     __slots__ = ()
 
     def __len__(self) -> int:
         return len(self._body)
-
-

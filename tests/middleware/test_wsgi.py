@@ -37,6 +37,11 @@ def hello(environ: dict, start_response: Callable) -> Iterable[bytes]:
     return [body]
 
 
+def hello_lazily(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    """`hello` with a body that is produced while the server iterates it."""
+    return iter(hello(environ, start_response))
+
+
 def echo(environ: dict, start_response: Callable) -> Iterable[bytes]:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length)
@@ -369,10 +374,21 @@ class TestTraceEnd:
         assert "request.error" not in root
         assert len(beeline_recorder.spans(name="piece")) == 2
 
-    def test_a_body_nobody_reads_is_sent_when_dropped(self, beeline_recorder):
+    def test_a_list_body_ends_the_trace_when_the_app_returns_it(self, beeline_recorder):
         environ: dict = {}
         setup_testing_defaults(environ)
         body = HoneyWSGIMiddleware(hello)(environ, lambda status, headers, exc_info=None: None)
+        # Nothing of the app runs after it returns a list: the server gets it untouched.
+        assert type(body) is list and body == [b"hello "]
+        root = beeline_recorder.find(name="wsgi_http_get")
+        assert root["response.status_code"] == 200
+        assert beeline_recorder.find(name="say_hello")["trace.parent_id"] == root["trace.span_id"]
+        assert active_span() is None
+
+    def test_a_body_nobody_reads_is_sent_when_dropped(self, beeline_recorder):
+        environ: dict = {}
+        setup_testing_defaults(environ)
+        body = HoneyWSGIMiddleware(hello_lazily)(environ, lambda status, headers, exc_info=None: None)
         assert beeline_recorder.spans(name="wsgi_http_get") == []
         del body
         gc.collect()
@@ -442,7 +458,7 @@ class TestTraceEnd:
     def test_each_trace_ends_once(self, beeline_recorder):
         environ: dict = {}
         setup_testing_defaults(environ)
-        body = HoneyWSGIMiddleware(hello)(environ, lambda *a: None)
+        body = HoneyWSGIMiddleware(hello_lazily)(environ, lambda *a: None)
         assert list(body) == [b"hello "]
         body.close()
         body.close()
@@ -527,7 +543,9 @@ def test_events_reach_the_events_api_with_the_reference_types(servers, ref):
             try:
                 yield from body
             finally:
-                body.close()
+                close = getattr(body, "close", None)  # as PEP 3333 has a server do it
+                if close is not None:
+                    close()
                 closed.set()
 
         return outer
