@@ -332,6 +332,113 @@ class TestOverrides:
         assert "s3cr3t-value" not in logged and "t0ken" not in logged
 
 
+class TestRequestFields:
+    """The root's request fields are read straight from META on the usual path; they must equal,
+    value and type, what asking Django field by field gives, whatever the request looks like."""
+
+    CASES = [
+        ("plain", {}, {}),
+        ("query", {"QUERY_STRING": "a=1&b=2&a=3&empty="}, {}),
+        ("no host header", {"HTTP_HOST": None}, {}),
+        ("empty host header", {"HTTP_HOST": ""}, {}),
+        ("host with port", {"HTTP_HOST": "localhost:8443"}, {}),
+        ("refused host", {"HTTP_HOST": "evil.example"}, {}),
+        ("host header", {"HTTP_HOST": "testserver"}, {}),
+        ("forwarded host, not trusted", {"HTTP_HOST": "testserver", "HTTP_X_FORWARDED_HOST": "proxy.example"}, {}),
+        ("forwarded host, trusted", {"HTTP_HOST": "testserver", "HTTP_X_FORWARDED_HOST": "localhost"},
+         {"USE_X_FORWARDED_HOST": True}),
+        ("forwarded host, trusted, refused", {"HTTP_HOST": "testserver", "HTTP_X_FORWARDED_HOST": "evil.example"},
+         {"USE_X_FORWARDED_HOST": True}),
+        ("https", {"wsgi.url_scheme": "https", "SERVER_PORT": "443"}, {}),
+        ("https from a proxy header", {"HTTP_X_FORWARDED_PROTO": "https"},
+         {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}),
+        ("broken proxy header setting", {}, {"SECURE_PROXY_SSL_HEADER": ("only one",)}),
+        ("too many query fields", {"QUERY_STRING": "a=1&b=2&c=3"}, {"DATA_UPLOAD_MAX_NUMBER_FIELDS": 2}),
+        ("xhr, body, agent", {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest", "CONTENT_LENGTH": "12",
+                              "HTTP_USER_AGENT": "agent/2", "REQUEST_METHOD": "PATCH"}, {}),
+        ("no method", {"REQUEST_METHOD": None}, {}),
+    ]
+
+    @staticmethod
+    def wsgi_request(meta_changes: dict):
+        from django.test import RequestFactory
+
+        request = RequestFactory().get("/hello/")
+        for key, value in meta_changes.items():
+            if value is None:
+                request.META.pop(key, None)
+            else:
+                request.META[key] = value
+        if "REQUEST_METHOD" in meta_changes:
+            request.method = meta_changes["REQUEST_METHOD"]
+        return request
+
+    @pytest.mark.parametrize("label, meta_changes, settings_changes", CASES, ids=[c[0] for c in CASES])
+    def test_the_quick_path_equals_the_careful_one(self, label, meta_changes, settings_changes):
+        from django.test import override_settings
+
+        from beeline.middleware import django as mw
+
+        with override_settings(**settings_changes):
+            quick = mw.request_context(self.wsgi_request(meta_changes))
+            careful = mw._careful_request_context(self.wsgi_request(meta_changes))
+        assert quick == careful
+        assert [type(v) for v in quick.values()] == [type(v) for v in careful.values()]
+
+    def test_values_on_the_quick_path(self):
+        from django.test import override_settings
+
+        from beeline.middleware import django as mw
+
+        request = self.wsgi_request({"QUERY_STRING": "a=1&a=2&b=", "HTTP_HOST": "evil.example"})
+        context = mw._quick_request_context(request)
+        assert context["request.query"] == {"a": "2", "b": ""}
+        assert context["request.host"] == "evil.example"
+        assert context["request.secure"] is False and context["request.scheme"] == "http"
+        with override_settings(USE_X_FORWARDED_HOST=True):
+            forwarded = self.wsgi_request({"HTTP_HOST": "testserver", "HTTP_X_FORWARDED_HOST": "localhost:81"})
+            assert mw.request_context(forwarded)["request.host"] == "localhost:81"
+
+    def test_a_query_set_by_earlier_code_is_the_one_recorded(self):
+        from django.http import QueryDict
+
+        from beeline.middleware import django as mw
+
+        request = self.wsgi_request({})
+        request.GET = QueryDict("set=by-middleware")
+        assert mw.request_context(request)["request.query"] == {"set": "by-middleware"}
+
+    def test_request_classes_with_their_own_host_or_scheme_are_asked(self):
+        from django.core.handlers.wsgi import WSGIRequest
+
+        from beeline.middleware import django as mw
+
+        class BehindTerminator(WSGIRequest):
+            def is_secure(self):
+                return True
+
+        class FixedHost(WSGIRequest):
+            def get_host(self):
+                return "canonical.example"
+
+        base = self.wsgi_request({})
+        assert mw._quick_request_context(BehindTerminator(base.environ)) is None
+        assert mw.request_context(BehindTerminator(base.environ))["request.secure"] is True
+        assert mw.request_context(FixedHost(base.environ))["request.host"] == "canonical.example"
+
+    def test_asgi_requests_take_the_quick_path_with_the_same_fields(self):
+        from django.test import AsyncRequestFactory
+
+        from beeline.middleware import django as mw
+
+        factory = AsyncRequestFactory()
+        for build in (lambda: factory.get("/hello/", {"x": "1"}, headers={"user-agent": "a/1"}),
+                      lambda: factory.post("/echo/", "k=v", content_type=FORM, secure=True)):
+            quick = mw._quick_request_context(build())
+            assert quick is not None
+            assert quick == mw._careful_request_context(build())
+
+
 class TestBody:
     def test_the_body_stream_is_left_alone_by_default(self, beeline_recorder):
         response = client().post("/echo/", {"field": "value", "upload": _upload()})
