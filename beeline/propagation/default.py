@@ -22,6 +22,15 @@ def http_trace_parser_hook(request: Request) -> PropagationContext | None:
     A malformed or unsupported-version Honeycomb header falls through to W3C (the reference
     stopped there for an unsupported version and started an unrelated trace).
     """
+    try:
+        # Most requests carry neither header: two lookups settle that, before either parser
+        # builds anything. Anything odd (a value present, an adapter that raises) takes the
+        # full path, which reads, validates and logs.
+        header = request.header
+        if header(honeycomb.HEADER) is None and header(w3c.TRACEPARENT_HEADER) is None:
+            return None
+    except Exception:  # noqa: BLE001 - the parsers below report it
+        pass
     context = honeycomb.http_trace_parser_hook(request)
     if context is None:
         context = w3c.http_trace_parser_hook(request)

@@ -54,6 +54,32 @@ class TestDefaultParser:
         assert default.http_trace_parser_hook(DictRequest({"Accept": "*/*"})) is None
         assert beeline_warnings.records == []
 
+    def test_neither_header_is_settled_by_one_lookup_each(self, beeline_warnings) -> None:
+        asked: list[str] = []
+
+        class CountingRequest(DictRequest):
+            def header(self, key: str):
+                asked.append(key.lower())
+                return super().header(key)
+
+        assert default.http_trace_parser_hook(CountingRequest({"Accept": "*/*"})) is None
+        assert sorted(asked) == ["traceparent", "x-honeycomb-trace"]
+        assert beeline_warnings.records == []
+
+    @pytest.mark.parametrize("blank", ["", "   "])
+    def test_blank_headers_read_as_absent(self, blank: str, beeline_warnings) -> None:
+        request = DictRequest({"X-Honeycomb-Trace": blank, "traceparent": blank})
+        assert default.http_trace_parser_hook(request) is None
+        assert beeline_warnings.records == []
+
+    def test_a_failing_adapter_is_reported_not_raised(self, beeline_warnings) -> None:
+        class BrokenRequest(DictRequest):
+            def header(self, key: str):
+                raise RuntimeError("adapter broke")
+
+        assert default.http_trace_parser_hook(BrokenRequest({})) is None
+        assert len(beeline_warnings.records) == 2  # one per format, as for malformed headers
+
     def test_both_malformed_gives_none_and_two_warnings(self, beeline_warnings) -> None:
         request = DictRequest({"X-Honeycomb-Trace": "bad", "traceparent": "also-bad"})
         assert default.http_trace_parser_hook(request) is None
