@@ -44,6 +44,8 @@ log = logging.getLogger("beeline")
 
 DB_SPAN_NAME = "flask_db_query"
 _EXTENSION_KEY = "beeline"
+# The request object behind `flask.request` (raises outside a request context).
+_current_request = flask.request._get_current_object
 _WRAPPED_METHODS = ("full_dispatch_request", "handle_exception")
 
 
@@ -232,16 +234,19 @@ class _AppInstrumentation:
 
     def _around_dispatch(self, wrapped, instance, args, kwargs):
         # Runs inside the request and app contexts, after routing and before any
-        # before_request function: the rule is known and no query has run yet.
+        # before_request function: the rule is known and no query has run yet. The request is
+        # taken from its proxy once: every attribute read through `flask.request` costs a
+        # proxy lookup, several times the price of the read itself.
         try:
             if self.db_pending:
                 self.attach_db()
-            request = flask.request
+            request = _current_request()
             root = request.environ.get(ROOT_SPAN_KEY)
             if root is not None:
                 rule = request.url_rule
-                root.fields["request.route"] = rule.rule if rule is not None else None
-                root.fields["flask.endpoint"] = request.endpoint
+                fields = root.fields
+                fields["request.route"] = rule.rule if rule is not None else None
+                fields["flask.endpoint"] = request.endpoint
         except Exception:
             warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
         return wrapped(*args, **kwargs)
