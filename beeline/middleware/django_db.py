@@ -24,6 +24,7 @@ into whatever thread runs the query. Outside such a request the wrapper only pas
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any, Callable, Optional
@@ -187,18 +188,32 @@ def _on_connection_created(sender: Any, connection: Any = None, **kwargs: Any) -
         warn_once("django_db_install", "beeline: could not wrap a database connection", exc_info=True)
 
 
+# The wrapper goes on each connection as it connects (connection_created); only connections that
+# were already open when `install()` ran lack it, and a thread can only have those until its
+# first scan after that install. So each thread scans once per install, not on every request.
+_install_generation = 0
+_scanned = threading.local()
+
+
 def add_to_open_connections(**kwargs: Any) -> None:
     """Wrap the connections this thread (or task) already holds. Connected to `request_started`,
-    which Django sends from the thread that runs the request's synchronous code."""
+    which Django sends from the thread that runs the request's synchronous code (connections
+    belong to a thread)."""
+    generation = _install_generation
+    if getattr(_scanned, "generation", None) == generation:
+        return
     try:
         for connection in connections.all(initialized_only=True):
             _add_to(connection)
+        _scanned.generation = generation
     except Exception:
         warn_once("django_db_install", "beeline: could not wrap a database connection", exc_info=True)
 
 
 def install() -> None:
     """Put the gated wrapper on every connection from now on. Idempotent."""
+    global _install_generation
+    _install_generation += 1  # connections opened while uninstalled: every thread scans again
     _RequestDBWrapper.enabled = True
     connection_created.connect(_on_connection_created, weak=False, dispatch_uid=_SIGNAL_UID)
     request_started.connect(add_to_open_connections, weak=False, dispatch_uid=_SIGNAL_UID)

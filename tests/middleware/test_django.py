@@ -605,6 +605,25 @@ class TestDatabase:
             django_db.install()
         assert len(beeline_recorder.spans(name="django_sqlite_query")) == 4
 
+    def test_a_thread_that_already_served_requests_wraps_again_after_a_reinstall(self, beeline_recorder):
+        """Each thread looks for unwrapped connections once per install: a connection it kept
+        open while the wrapper was uninstalled is found again after the next install."""
+        from beeline.middleware import django_db
+        from tests.middleware.django_project.models import Note
+
+        c = client()
+        with ThreadPoolExecutor(max_workers=1) as worker:  # one thread: one connection
+            try:
+                assert worker.submit(c.get, "/hello/").result(timeout=10).status_code == 200
+                assert worker.submit(Note.objects.count).result(timeout=10) >= 0
+                worker.submit(django_db.uninstall).result(timeout=10)  # unwraps that thread's connection
+                django_db.install()  # from this thread
+                assert worker.submit(c.get, "/db/").result(timeout=10).status_code == 200
+            finally:
+                django_db.install()
+                worker.submit(_close_connections).result(timeout=10)
+        assert len(beeline_recorder.spans(name="django_sqlite_query")) == 4
+
     def test_one_span_per_query_when_wrapped_twice(self, beeline_recorder):
         from django.db import connection
 
