@@ -64,12 +64,10 @@ class DjangoRequest(Request):
         self._request = request
 
     def header(self, key: str) -> Optional[str]:
-        name = key.upper().replace("-", "_")
-        meta = self._request.META
-        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            # The two headers WSGI (and Django's ASGI handler) keep without the HTTP_ prefix.
-            return meta.get(name) or None
-        return meta.get("HTTP_" + name)
+        name = _META_NAMES.get(key) or _meta_name(key)
+        if name in _UNPREFIXED:
+            return self._request.META.get(name) or None
+        return self._request.META.get(name)
 
     def method(self) -> Optional[str]:
         return self._request.method
@@ -88,6 +86,22 @@ class DjangoRequest(Request):
 
     def middleware_request(self) -> Any:
         return self._request
+
+
+# The two headers WSGI (and Django's ASGI handler) keep in META without the HTTP_ prefix.
+_UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
+# Header name -> META key. Parser hooks ask for the same few headers on every request; the cache
+# stops growing at a size no real set of hooks reaches.
+_META_NAMES: dict = {}
+
+
+def _meta_name(key: str) -> str:
+    name = key.upper().replace("-", "_")
+    if name not in _UNPREFIXED:
+        name = "HTTP_" + name
+    if len(_META_NAMES) < 64:
+        _META_NAMES[key] = name
+    return name
 
 
 def _safely(read: Callable[[], Any], default: Any) -> Any:
@@ -218,6 +232,12 @@ class HoneyMiddlewareBase:
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
         self._is_async = iscoroutinefunction(get_response)
+        # With the default override points, the per-request code builds their fields itself
+        # (same fields, fewer calls); a subclass that overrides one is always asked.
+        cls = type(self)
+        self._default_request_fields = cls.get_context_from_request is HoneyMiddlewareBase.get_context_from_request
+        self._default_response_fields = (
+            cls.get_context_from_response is HoneyMiddlewareBase.get_context_from_response)
         if self._is_async:
             markcoroutinefunction(self)
             if type(self).process_view is HoneyMiddlewareBase.process_view:
@@ -297,7 +317,10 @@ class HoneyMiddlewareBase:
         if beeline.get_beeline() is None:
             return None
         try:
-            context = self.get_context_from_request(request)
+            if self._default_request_fields:
+                context = request_context(request)
+            else:
+                context = self.get_context_from_request(request)
         except Exception:
             warn_once("django_request_context", "beeline: get_context_from_request failed; using the default fields",
                       exc_info=True)
@@ -380,9 +403,17 @@ class RequestTrace:
         self.restore()
 
     def responded(self, response: Any) -> Any:
+        fields = self.root.fields
         try:
-            self.add_response_fields(response)
-            self.add_route()
+            if self.middleware._default_response_fields:
+                try:
+                    fields["response.status_code"] = int(response.status_code)
+                except Exception:  # not a usual response: the general path logs and copes
+                    self.add_response_fields(response)
+            else:
+                self.add_response_fields(response)
+            if "django.view_func" not in fields or "request.route" not in fields:
+                self.add_route()
         except Exception:
             warn_once("django_response", "beeline: could not record the response", exc_info=True)
         deferred = False

@@ -439,6 +439,42 @@ class TestRequestFields:
             assert quick == mw._careful_request_context(build())
 
 
+class TestDjangoRequestAdapter:
+    def test_headers_are_read_from_meta_under_their_wsgi_names(self):
+        from django.test import RequestFactory
+
+        from beeline.middleware.django import DjangoRequest
+
+        request = RequestFactory().post("/echo/", "k=v", content_type=FORM, HTTP_X_HONEYCOMB_TRACE="1;trace_id=t",
+                                        HTTP_TRACEPARENT="")
+        adapter = DjangoRequest(request)
+        for _ in range(2):  # the second time from the name cache
+            assert adapter.header("X-Honeycomb-Trace") == "1;trace_id=t"
+            assert adapter.header("x-honeycomb-trace") == "1;trace_id=t"
+            assert adapter.header("Content-Type") == FORM
+            assert adapter.header("content-length") == "3"
+            assert adapter.header("traceparent") == ""
+            assert adapter.header("X-Missing") is None
+        request.META["CONTENT_TYPE"] = ""  # WSGI servers give an absent Content-Type as ""
+        assert adapter.header("Content-Type") is None
+
+    def test_an_odd_response_object_is_recorded_without_a_status(self, beeline_recorder, caplog):
+        from django.test import RequestFactory
+
+        from beeline.middleware.django import HoneyMiddleware
+
+        class Odd:
+            status_code = "not a number"
+
+        odd = Odd()
+        with caplog.at_level(logging.WARNING, logger="beeline"):
+            assert HoneyMiddleware(lambda request: odd)(RequestFactory().get("/hello/")) is odd
+        root = beeline_recorder.find(name="django_http_get")
+        assert root["response.status_code"] is None
+        assert any("get_context_from_response failed" in r.getMessage() for r in caplog.records)
+        assert active_span() is None
+
+
 class TestBody:
     def test_the_body_stream_is_left_alone_by_default(self, beeline_recorder):
         response = client().post("/echo/", {"field": "value", "upload": _upload()})
