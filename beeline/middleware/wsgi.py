@@ -107,24 +107,27 @@ class WSGIRequest(Request):
         return self._environ
 
     def request_context(self) -> dict:
-        environ = self._environ
-        method = environ.get("REQUEST_METHOD")
-        if method:
-            name = "%s_http_%s" % (self._middleware_name, method.lower())
-        else:
-            name = self._middleware_name + "_http"
-        return {
-            "name": name,
-            "type": "http_server",
-            "request.host": environ.get("HTTP_HOST"),
-            "request.method": method,
-            "request.path": environ.get("PATH_INFO"),
-            "request.remote_addr": environ.get("REMOTE_ADDR"),
-            "request.content_length": environ.get("CONTENT_LENGTH", 0),
-            "request.user_agent": environ.get("HTTP_USER_AGENT"),
-            "request.scheme": environ.get("wsgi.url_scheme"),
-            "request.query": environ.get("QUERY_STRING"),
-        }
+        return _request_fields(self._middleware_name, self._environ)
+
+
+def _request_fields(middleware_name: str, environ: dict) -> dict:
+    method = environ.get("REQUEST_METHOD")
+    if method:
+        name = "%s_http_%s" % (middleware_name, method.lower())
+    else:
+        name = middleware_name + "_http"
+    return {
+        "name": name,
+        "type": "http_server",
+        "request.host": environ.get("HTTP_HOST"),
+        "request.method": method,
+        "request.path": environ.get("PATH_INFO"),
+        "request.remote_addr": environ.get("REMOTE_ADDR"),
+        "request.content_length": environ.get("CONTENT_LENGTH", 0),
+        "request.user_agent": environ.get("HTTP_USER_AGENT"),
+        "request.scheme": environ.get("wsgi.url_scheme"),
+        "request.query": environ.get("QUERY_STRING"),
+    }
 
 
 def status_code(status: Any) -> Any:
@@ -164,6 +167,12 @@ class HoneyWSGIMiddleware:
         #: False makes this a pass-through (used when the middleware cannot be removed because
         #: something else wrapped it since).
         self.enabled = True
+        # The extension points cost a call or two per request; skip them when they are ours.
+        cls = type(self)
+        self._own_request_context = cls.request_context is not HoneyWSGIMiddleware.request_context
+        self._finish_hook: Optional[Callable[[dict, Span], None]] = (
+            self.finish_context if cls.finish_context is not HoneyWSGIMiddleware.finish_context else None
+        )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not self.enabled or beeline.get_beeline() is None:
@@ -174,9 +183,21 @@ class HoneyWSGIMiddleware:
             # instrumented apps): the request already has its trace, from the outermost one.
             return self._inside(enclosing, environ, start_response)
         outer = _get_current()
-        root = self._start_trace(environ, outer)
+        try:
+            request = WSGIRequest(self.middleware_name, environ)
+            if self._own_request_context:
+                context = self.request_context(request)
+            else:
+                context = _request_fields(self.middleware_name, environ)
+            root = beeline.propagate_and_start_trace(context, request)
+        except Exception:
+            warn_once("wsgi_start", "beeline: could not start the request's trace; the request runs untraced",
+                      exc_info=True)
+            _set_current(outer)
+            root = None
         if root is None:
             return self.app(environ, start_response)
+        environ[ROOT_SPAN_KEY] = root
         starter = _ResponseStart(root, start_response)
         try:
             body = self.app(environ, starter)
@@ -208,19 +229,6 @@ class HoneyWSGIMiddleware:
         wrapped application has returned (or raised)."""
 
     # ---- internals --------------------------------------------------------------------------
-
-    def _start_trace(self, environ: dict, outer: Optional[Span]) -> Optional[Span]:
-        try:
-            request = WSGIRequest(self.middleware_name, environ)
-            root = beeline.propagate_and_start_trace(self.request_context(request), request)
-            if root is not None:
-                environ[ROOT_SPAN_KEY] = root
-            return root
-        except Exception:
-            warn_once("wsgi_start", "beeline: could not start the request's trace; the request runs untraced",
-                      exc_info=True)
-            _set_current(outer)
-            return None
 
     def _inside(self, enclosing: Span, environ: dict, start_response: Callable) -> Iterable[bytes]:
         # The framework's own fields still belong on the request's root span.
@@ -270,8 +278,12 @@ def _end_trace(mw: HoneyWSGIMiddleware, root: Span, environ: dict, status: Any,
                 # Nothing was sent yet, so the server answers 500 whatever status was set.
                 status = _SERVER_ERROR
         if status is not None:
-            fields["response.status_code"] = status_code(status)
-        mw.finish_context(environ, root)
+            try:
+                fields["response.status_code"] = int(status[:3])
+            except (TypeError, ValueError):
+                fields["response.status_code"] = status_code(status)
+        if mw._finish_hook is not None:
+            mw._finish_hook(environ, root)
     except Exception:
         warn_once("wsgi_finish", "beeline: could not add the response fields", exc_info=True)
     try:
