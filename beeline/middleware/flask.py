@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 import flask
 
@@ -157,8 +157,10 @@ class _AppInstrumentation:
         app = self.app
         if app is None or self.hooks_installed:
             return
-        patch.wrap(app, "full_dispatch_request", self._around_dispatch)
+        # The error hook first: if wrapping fails, the app is left with neither hook.
         patch.wrap(app, "handle_exception", self._around_unhandled)
+        if not patch.is_wrapped(app, "full_dispatch_request"):
+            app.full_dispatch_request = self._dispatch_hook(app.full_dispatch_request)  # type: ignore[method-assign]
         self.hooks_installed = True
 
     def want_db(self, engines: Optional[List[Any]]) -> None:
@@ -232,24 +234,36 @@ class _AppInstrumentation:
 
     # ---- the wrapped methods ----------------------------------------------------------------
 
-    def _around_dispatch(self, wrapped, instance, args, kwargs):
-        # Runs inside the request and app contexts, after routing and before any
-        # before_request function: the rule is known and no query has run yet. The request is
-        # taken from its proxy once: every attribute read through `flask.request` costs a
-        # proxy lookup, several times the price of the read itself.
-        try:
-            if self.db_pending:
-                self.attach_db()
-            request = _current_request()
-            root = request.environ.get(ROOT_SPAN_KEY)
-            if root is not None:
-                rule = request.url_rule
-                fields = root.fields
-                fields["request.route"] = rule.rule if rule is not None else None
-                fields["flask.endpoint"] = request.endpoint
-        except Exception:
-            warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
-        return wrapped(*args, **kwargs)
+    def _dispatch_hook(self, original: Callable[[], Any]) -> Callable[[], Any]:
+        """The app's `full_dispatch_request`, reading the route first. A plain function in the
+        app's instance dict rather than a wrapt wrapper: this runs on every request, and the
+        wrapper's own dispatch cost about 0.5 us. It carries what `beeline.patch` looks for
+        (its marker and `__wrapped__`), so `patch.is_wrapped` and `patch.unwrap` treat it as
+        any other patch."""
+        state = self
+
+        def full_dispatch_request() -> Any:
+            # Runs inside the request and app contexts, after routing and before any
+            # before_request function: the rule is known and no query has run yet. The request
+            # is taken from its proxy once: every attribute read through `flask.request` costs
+            # a proxy lookup, several times the price of the read itself.
+            try:
+                if state.db_pending:
+                    state.attach_db()
+                request = _current_request()
+                root = request.environ.get(ROOT_SPAN_KEY)
+                if root is not None:
+                    rule = request.url_rule
+                    fields = root.fields
+                    fields["request.route"] = rule.rule if rule is not None else None
+                    fields["flask.endpoint"] = request.endpoint
+            except Exception:
+                warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
+            return original()
+
+        full_dispatch_request.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(full_dispatch_request, patch._MARKER, True)
+        return full_dispatch_request
 
     def _around_unhandled(self, wrapped, instance, args, kwargs):
         try:
