@@ -46,6 +46,9 @@ DB_SPAN_NAME = "flask_db_query"
 _EXTENSION_KEY = "beeline"
 # The request object behind `flask.request` (raises outside a request context).
 _current_request = flask.request._get_current_object
+# Environ key: True when the view's response is already rendered into a list, with no close
+# callbacks, so serving it runs no application code (see wsgi.HoneyWSGIMiddleware._ready_key).
+_BODY_READY_KEY = "beeline.flask.body_ready"
 _WRAPPED_METHODS = ("full_dispatch_request", "handle_exception")
 
 
@@ -56,6 +59,10 @@ class HoneyWSGIMiddleware(wsgi.HoneyWSGIMiddleware):
 
     def __init__(self, app: Any) -> None:
         super().__init__(app)
+        # Directly around Flask's own wsgi_app, the body is the one whose readiness the
+        # dispatch hook reports (anything in between could wrap it in code of its own).
+        if getattr(app, "__func__", None) is flask.Flask.wsgi_app:
+            self._ready_key = _BODY_READY_KEY
 
 
 class HoneyMiddleware:
@@ -247,11 +254,14 @@ class _AppInstrumentation:
             # before_request function: the rule is known and no query has run yet. The request
             # is taken from its proxy once: every attribute read through `flask.request` costs
             # a proxy lookup, several times the price of the read itself.
+            environ = None
             try:
                 if state.db_pending:
                     state.attach_db()
                 request = _current_request()
-                root = request.environ.get(ROOT_SPAN_KEY)
+                environ = request.environ
+                environ[_BODY_READY_KEY] = False  # until this request's response says otherwise
+                root = environ.get(ROOT_SPAN_KEY)
                 if root is not None:
                     rule = request.url_rule
                     fields = root.fields
@@ -259,7 +269,18 @@ class _AppInstrumentation:
                     fields["flask.endpoint"] = request.endpoint
             except Exception:
                 warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
-            return original()
+            response = original()
+            if environ is not None:
+                try:
+                    # Werkzeug serves a list through its own encoder and runs only the response's
+                    # close callbacks at the end: with none, no application code runs.
+                    on_close = getattr(response, "_on_close", None)
+                    if (on_close is not None and not on_close and response.is_sequence
+                            and not response.direct_passthrough):
+                        environ[_BODY_READY_KEY] = True
+                except Exception:
+                    warn_once("flask_body_ready", "beeline: could not inspect the Flask response", exc_info=True)
+            return response
 
         full_dispatch_request.__wrapped__ = original  # type: ignore[attr-defined]
         setattr(full_dispatch_request, patch._MARKER, True)

@@ -167,6 +167,13 @@ class HoneyWSGIMiddleware:
         #: False makes this a pass-through (used when the middleware cannot be removed because
         #: something else wrapped it since).
         self.enabled = True
+        #: Set by a framework integration that knows when its application's body runs none of
+        #: the application's code while it is iterated and closed (a response already rendered
+        #: into a list): the environ key it sets to True for such a request. That body is still
+        #: wrapped (the trace ends when it is exhausted or closed) but each step runs in the
+        #: server's context as it is, with no switch. Only for a middleware that wraps the
+        #: framework's own WSGI callable directly, whose body it is.
+        self._ready_key: Optional[str] = None
         # The extension points cost a call or two per request; skip them when they are ours.
         cls = type(self)
         self._own_request_context = cls.request_context is not HoneyWSGIMiddleware.request_context
@@ -214,6 +221,9 @@ class HoneyWSGIMiddleware:
             return body
         if hasattr(body, "__len__"):
             return _SizedTracedResponse(self, root, environ, starter, body, outer)
+        ready_key = self._ready_key
+        if ready_key is not None and environ.get(ready_key) is True and self._finish_hook is None:
+            return _ReadyResponse(self, root, environ, starter, body, outer)
         return _TracedResponse(self, root, environ, starter, body, outer)
 
     # ---- extension points -------------------------------------------------------------------
@@ -398,6 +408,39 @@ class _TracedResponse:
                 self._close_error = close_error
             else:
                 raise close_error
+
+
+class _ReadyResponse(_TracedResponse):
+    """A body whose iteration and close run no application code (see `_ready_key`): no span
+    can start in it, so no context is entered around its steps. Ending the trace is the same."""
+
+    __slots__ = ()
+
+    def __init__(self, mw: HoneyWSGIMiddleware, root: Span, environ: dict, starter: _ResponseStart, body: Any,
+                 outer: Optional[Span]) -> None:
+        self._mw = mw
+        self._root = root
+        self._environ = environ
+        self._starter = starter
+        self._body = body
+        self._chunks = None
+        self._body_started = False
+        self._done = False
+        self._close_error = None
+        _set_current(outer)
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        return self._step()
+
+    def close(self) -> None:
+        if self._done:
+            error, self._close_error = self._close_error, None
+            if error is not None:
+                raise error
+            return
+        self.end(None)
 
 
 class _SizedTracedResponse(_TracedResponse):

@@ -246,6 +246,75 @@ class TestRequests:
             assert root["request.path"] == "/together/" + root["app.n"]
 
 
+class TestServingTheBody:
+    """A response Flask has already rendered is served without entering the request's context
+    at each step; anything that may run application code while the body is served still is."""
+
+    def test_a_rendered_response_ends_the_trace_once_served(self, beeline_recorder, app):
+        from werkzeug.test import EnvironBuilder
+
+        from beeline.middleware import wsgi
+
+        HoneyMiddleware(app, db_events=False)
+        environ = EnvironBuilder(path="/users/x").get_environ()
+        body = app(environ, lambda status, headers, exc_info=None: None)
+        assert isinstance(body, wsgi._ReadyResponse)
+        assert beeline_recorder.spans(name="flask_http_get") == []  # not served yet
+        assert active_span() is None
+        assert b"".join(body) == b'{"name":"x"}\n'
+        body.close()
+        root = beeline_recorder.find(name="flask_http_get")
+        assert root["response.status_code"] == 200 and root["request.route"] == "/users/<name>"
+        assert beeline_recorder.find(name="load_user")["trace.parent_id"] == root["trace.span_id"]
+
+    def test_close_callbacks_run_inside_the_request(self, beeline_recorder, servers, ref, app):
+        @app.route("/cleanup")
+        def cleanup():
+            response = flask.make_response("done")
+
+            @response.call_on_close
+            def release():
+                with beeline.tracer("release"):
+                    beeline.add_context_field("released", True)
+
+            return response
+
+        HoneyMiddleware(app, db_events=False)
+        url = servers.werkzeug(app)
+        assert get(url + "/cleanup", ref).text == "done"
+        root = ref.finished(beeline_recorder, name="flask_http_get")[0]
+        release = beeline_recorder.find(name="release")
+        assert release["trace.parent_id"] == root["trace.span_id"] and release["released"] is True
+
+    def test_a_wsgi_layer_between_flask_and_beeline_keeps_its_body_in_the_request(self, beeline_recorder, servers,
+                                                                                  ref, app):
+        flask_wsgi = app.wsgi_app
+
+        def measuring(environ, start_response):
+            body = flask_wsgi(environ, start_response)
+
+            def chunks():
+                try:
+                    with beeline.tracer("measure_body"):
+                        size = 0
+                        for chunk in body:
+                            size += len(chunk)
+                            yield chunk
+                        beeline.add_context_field("body.size", size)
+                finally:
+                    body.close()
+
+            return chunks()
+
+        app.wsgi_app = measuring
+        HoneyMiddleware(app, db_events=False)
+        url = servers.werkzeug(app)
+        assert get(url + "/users/bob", ref).json() == {"name": "bob"}
+        root = ref.finished(beeline_recorder, name="flask_http_get")[0]
+        measured = beeline_recorder.find(name="measure_body")
+        assert measured["trace.parent_id"] == root["trace.span_id"] and measured["body.size"] > 0
+
+
 class TestSetup:
     def test_constructed_after_the_first_request(self, beeline_recorder, app):
         client = app.test_client()
