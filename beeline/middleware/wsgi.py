@@ -432,7 +432,20 @@ class _ReadyResponse(_TracedResponse):
     def __next__(self) -> bytes:
         if self._done:
             raise StopIteration
-        return self._step()
+        try:
+            chunks = self._chunks
+            if chunks is None:
+                chunks = self._chunks = iter(self._body)
+            chunk = next(chunks)
+        except StopIteration:
+            self.end(None, defer_close_error=True)
+            raise
+        except BaseException as exc:
+            self.end(exc)
+            raise
+        if chunk:
+            self._body_started = True
+        return chunk
 
     def close(self) -> None:
         if self._done:
