@@ -49,6 +49,8 @@ _current_request = flask.request._get_current_object
 # Environ key: True when the view's response is already rendered into a list, with no close
 # callbacks, so serving it runs no application code (see wsgi.HoneyWSGIMiddleware._ready_key).
 _BODY_READY_KEY = "beeline.flask.body_ready"
+# What werkzeug keeps a rendered body in (its `is_sequence`, without the property call).
+_RENDERED = (list, tuple)
 _WRAPPED_METHODS = ("full_dispatch_request", "handle_exception")
 
 
@@ -275,7 +277,7 @@ class _AppInstrumentation:
                     # Werkzeug serves a list through its own encoder and runs only the response's
                     # close callbacks at the end: with none, no application code runs.
                     on_close = getattr(response, "_on_close", None)
-                    if (on_close is not None and not on_close and response.is_sequence
+                    if (on_close is not None and not on_close and type(response.response) in _RENDERED
                             and not response.direct_passthrough):
                         environ[_BODY_READY_KEY] = True
                 except Exception:
