@@ -228,3 +228,14 @@ def test_default_app_through_the_module_api(beeline_recorder, servers, ref):
         bottle.default_app.pop()
     root = ref.finished(beeline_recorder, name="bottle_http_get")[0]
     assert root["request.route"] == "/hello/<who>"
+
+
+def test_inside_a_generic_wsgi_middleware_the_route_goes_on_its_root(beeline_recorder, servers, ref, app):
+    from beeline.middleware.werkzeug import HoneyWSGIMiddleware as Outer
+
+    url = servers.werkzeug(Outer(HoneyWSGIMiddleware(app)))
+    assert get(url + "/users/bob", ref).json() == {"name": "bob"}
+    root = ref.finished(beeline_recorder, name="werkzeug_http_get")[0]
+    assert root["request.route"] == "/users/<name>"
+    assert beeline_recorder.spans(name="bottle_http_get") == []
+    assert len(beeline_recorder.traces()) == 1
