@@ -284,9 +284,7 @@ class _AppInstrumentation:
                     warn_once("flask_body_ready", "beeline: could not inspect the Flask response", exc_info=True)
             return response
 
-        full_dispatch_request.__wrapped__ = original  # type: ignore[attr-defined]
-        setattr(full_dispatch_request, patch._MARKER, True)
-        return full_dispatch_request
+        return patch.mark_patched(full_dispatch_request, original)
 
     def _around_unhandled(self, wrapped, instance, args, kwargs):
         try:
