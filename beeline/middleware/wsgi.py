@@ -27,7 +27,6 @@ the request.
 from __future__ import annotations
 
 import logging
-from contextvars import copy_context
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import beeline
@@ -314,7 +313,7 @@ class _TracedResponse:
         "_starter",
         "_body",
         "_chunks",
-        "_context",
+        "_inner",
         "_body_started",
         "_done",
         "_close_error",
@@ -332,11 +331,12 @@ class _TracedResponse:
         self._body_started = False
         self._done = False
         self._close_error: Optional[BaseException] = None
-        # The body runs in a copy of the context as the application left it (the request's
-        # spans active), so spans it opens nest in the request and stay open from one step to
-        # the next; the server's own context gets back what it had. Entering a context is
-        # several times cheaper than switching the active span in and out at every step.
-        self._context = copy_context()
+        # The request's spans as the application left them are made active around each step,
+        # in the server's own context, which gets back what it had after the step. (Running
+        # the steps in a copied Context is cheaper, but breaks bodies that set a ContextVar
+        # while the application ran and reset it in a later step, such as Flask 2.2's
+        # stream_with_context: a token cannot be reset from another Context.)
+        self._inner = _get_current()
         _set_current(outer)
 
     # ---- what the server calls -----------------------------------------------------------
@@ -347,9 +347,8 @@ class _TracedResponse:
     def __next__(self) -> bytes:
         if self._done:
             raise StopIteration
-        return self._context.run(self._step)
-
-    def _step(self) -> bytes:
+        outer = _get_current()
+        _set_current(self._inner)
         try:
             chunks = self._chunks
             if chunks is None:
@@ -362,6 +361,10 @@ class _TracedResponse:
         except BaseException as exc:
             self.end(exc)
             raise
+        finally:
+            if not self._done:
+                self._inner = _get_current()
+            _set_current(outer)
         if chunk:
             self._body_started = True
         return chunk
@@ -372,7 +375,12 @@ class _TracedResponse:
             if error is not None:
                 raise error
             return
-        self._context.run(self.end, None)
+        outer = _get_current()
+        _set_current(self._inner)
+        try:
+            self.end(None)
+        finally:
+            _set_current(outer)
 
     def __del__(self) -> None:
         # Last resort for a response nobody iterated or closed (e.g. a test client's response

@@ -8,6 +8,7 @@ drive the WSGI protocol directly, exactly as PEP 3333 has a server do it.
 from __future__ import annotations
 
 import gc
+from contextvars import ContextVar
 import http.client
 import threading
 from typing import Any, Callable, Iterable, List, Optional
@@ -565,3 +566,31 @@ def test_events_reach_the_events_api_with_the_reference_types(servers, ref):
     ref.assert_wsgi_root(root[0], "wsgi", "POST", "/echo", 201, query="x=1")
     assert root[0]["request.content_length"] == "3"
     assert root[0]["request.user_agent"] == "probe/2"
+
+
+_APP_STATE: ContextVar[Optional[str]] = ContextVar("app_state", default=None)
+
+
+def test_a_body_that_resets_a_context_variable_set_by_the_app_works(beeline_recorder):
+    # Flask 2.2's stream_with_context pushes its request context (a ContextVar token) while the
+    # application runs and pops it in the body's last step: the steps must run in the server's
+    # own context, where the token was made.
+    def app(environ, start_response):
+        token = _APP_STATE.set("in request")
+
+        def body():
+            try:
+                yield b"a"
+                yield b"b"
+            finally:
+                _APP_STATE.reset(token)
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        gen = body()
+        return gen
+
+    served = serve_once(HoneyWSGIMiddleware(app))
+    assert served.error is None
+    assert served.chunks == [b"a", b"b"]
+    assert _APP_STATE.get() is None
+    assert beeline_recorder.find(name="wsgi_http_get")["response.status_code"] == 200
