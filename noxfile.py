@@ -31,6 +31,7 @@ TEST_TOOLS = ["pytest>=7", "pytest-timeout", "requests>=2.20"]
 
 MATRIX = {
     "flask": {
+        "about": "Flask + Flask-SQLAlchemy + SQLAlchemy, Werkzeug and plain WSGI.",
         # Flask 2.2 needs Werkzeug 2.2 (Werkzeug 2.3/3.x removed APIs it uses); Flask-SQLAlchemy
         # 3.0 is the series that supports Flask 2.2, and SQLAlchemy 1.4 the oldest it runs on.
         "oldest": ["flask~=2.2.0", "werkzeug~=2.2.0", "flask-sqlalchemy~=3.0.0", "sqlalchemy~=1.4.0"],
@@ -43,6 +44,7 @@ MATRIX = {
         ],
     },
     "django": {
+        "about": "Django.",
         "oldest": ["django~=4.2.0"],
         "newest": ["django"],
         # The ASGI tests serve the project with uvicorn.
@@ -50,6 +52,7 @@ MATRIX = {
         "tests": ["tests/middleware/test_django*.py"],
     },
     "bottle": {
+        "about": "Bottle.",
         "oldest": ["bottle~=0.12.0"],
         "newest": ["bottle"],
         # The Bottle app is served by werkzeug's threaded server in the tests.
@@ -57,6 +60,7 @@ MATRIX = {
         "tests": ["tests/middleware/test_bottle*.py"],
     },
     "requests": {
+        "about": "The requests and urllib patches, with the destination allow-list.",
         # The outgoing-call patches: requests (and urllib from the standard library), and the
         # destination allow-list they share.
         "oldest": ["requests~=2.25.0"],
@@ -68,11 +72,13 @@ MATRIX = {
         ],
     },
     "jinja2": {
+        "about": "The jinja2 patch.",
         "oldest": ["jinja2~=3.0.0"],
         "newest": ["jinja2"],
         "tests": ["tests/patch/test_jinja2.py"],
     },
     "tornado": {
+        "about": "Tornado (server tracing and AsyncHTTPClient).",
         # Tornado 6.0 is the first release with native-coroutine handlers, and it still
         # installs and runs on Python 3.11.
         "oldest": ["tornado~=6.0.0"],
@@ -116,43 +122,15 @@ def _run_framework(session: nox.Session, framework: str, level: str) -> None:
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect, *files, *session.posargs)
 
 
-@nox.session
-@nox.parametrize("level", LEVELS)
-def flask(session: nox.Session, level: str) -> None:
-    """Flask + Flask-SQLAlchemy + SQLAlchemy, Werkzeug and plain WSGI."""
-    _run_framework(session, "flask", level)
+def _define_session(framework: str) -> None:
+    """One session per MATRIX entry, named after it, run at each level: `nox -s "flask(oldest)"`."""
+
+    def run(session: nox.Session, level: str) -> None:
+        _run_framework(session, framework, level)
+
+    run.__doc__ = MATRIX[framework]["about"]
+    nox.session(name=framework)(nox.parametrize("level", LEVELS)(run))
 
 
-@nox.session
-@nox.parametrize("level", LEVELS)
-def django(session: nox.Session, level: str) -> None:
-    """Django."""
-    _run_framework(session, "django", level)
-
-
-@nox.session
-@nox.parametrize("level", LEVELS)
-def bottle(session: nox.Session, level: str) -> None:
-    """Bottle."""
-    _run_framework(session, "bottle", level)
-
-
-@nox.session
-@nox.parametrize("level", LEVELS)
-def tornado(session: nox.Session, level: str) -> None:
-    """Tornado (server tracing and AsyncHTTPClient)."""
-    _run_framework(session, "tornado", level)
-
-
-@nox.session
-@nox.parametrize("level", LEVELS)
-def requests(session: nox.Session, level: str) -> None:
-    """The requests and urllib patches, with the destination allow-list."""
-    _run_framework(session, "requests", level)
-
-
-@nox.session
-@nox.parametrize("level", LEVELS)
-def jinja2(session: nox.Session, level: str) -> None:
-    """The jinja2 patch."""
-    _run_framework(session, "jinja2", level)
+for _framework in MATRIX:
+    _define_session(_framework)
