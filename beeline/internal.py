@@ -8,7 +8,7 @@ from typing import Any
 
 from beeline.decorators import stringify_exception  # noqa: F401  (reference name)
 
-log = logging.getLogger("beeline")
+_logger = logging.getLogger("beeline")
 _warned: set = set()
 _warned_lock = threading.Lock()
 
@@ -20,9 +20,9 @@ def warn_once(key: str, message: str, *args: Any, exc_info: bool = False) -> Non
         first = key not in _warned
         _warned.add(key)
     if first:
-        log.warning(message, *args, exc_info=exc_info)
+        _logger.warning(message, *args, exc_info=exc_info)
     else:
-        log.debug(message, *args, exc_info=exc_info)
+        _logger.debug(message, *args, exc_info=exc_info)
 
 
 def reset_warnings() -> None:
@@ -46,7 +46,8 @@ def send_all() -> None:
         bl.send_all()
 
 
-def log_debug(msg: str, *args: Any) -> None:
+def log(msg: str, *args: Any) -> None:
+    """The reference's `beeline.internal.log`: a debug line, only when init(debug=True)."""
     import beeline
 
     bl = beeline.get_beeline()

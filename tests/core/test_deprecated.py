@@ -58,3 +58,20 @@ def test_legacy_module_names_exist():
     assert internal.stringify_exception(ValueError("x")) == "x"
     assert len(trace.generate_trace_id()) == 32 and len(trace.generate_span_id()) == 16
     assert trace.MAX_INT32 == 2**32 - 1
+
+
+def test_internal_log_writes_only_in_debug_mode(caplog):
+    import logging
+
+    from beeline import internal
+
+    caplog.set_level(logging.DEBUG, logger="beeline")
+    internal.log("before init %s", 1)  # no beeline: nothing, no error
+    beeline.init(writekey="0" * 32, dataset="d", service_name="s", transmission_impl=RecordingTransmission())
+    internal.log("quiet %s", 2)
+    beeline.close()
+    beeline.init(writekey="0" * 32, dataset="d", service_name="s", transmission_impl=RecordingTransmission(),
+                 debug=True)
+    internal.log("loud %s", 3)
+    assert "loud 3" in caplog.text
+    assert "quiet 2" not in caplog.text and "before init 1" not in caplog.text
