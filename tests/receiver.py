@@ -122,6 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(404, b'{"error": "not found"}')
 
     def _answer(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        # No longer in flight once the answer starts to go out: the client may send its next
+        # request as soon as it has it, before this thread gets back to its bookkeeping.
+        self.server.receiver._leave(self)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -292,10 +295,16 @@ class LoopbackReceiver:
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            h.in_flight = True
         try:
             self._handle_batch(h)
         finally:
-            with self._lock:
+            self._leave(h)  # requests that end with no answer (a reset, a bad path)
+
+    def _leave(self, h: _Handler) -> None:
+        with self._lock:
+            if getattr(h, "in_flight", False):
+                h.in_flight = False
                 self._in_flight -= 1
 
     def _handle_batch(self, h: _Handler) -> None:
