@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Optional
 
 import libhoney
+from libhoney.fields import FieldHolder
 from libhoney.transmission import Transmission as LibhoneyTransmission
 
 from beeline import config
@@ -152,7 +153,9 @@ class Beeline(DeprecatedBeelineMethods):
         self.client.add_field("service.name", settings.service_name)
         self.client.add_field("meta.beeline_version", VERSION)
         self.client.add_field("meta.local_hostname", socket.gethostname())
-        # Live views of the client's fields: users may add their own with client.add_field().
+        # Users may add their own client fields with client.add_field() at any time: the
+        # holder tells us, so spans pick them up without comparing them per span.
+        self.client.fields = _WatchedFields(self.client.fields, self._client_fields_changed)
         self._client_fields: dict = self.client.fields._data
         self._client_dyn_fields = self.client.fields._dyn_fields
 
@@ -184,35 +187,34 @@ class Beeline(DeprecatedBeelineMethods):
     _span_event_class: Optional[type] = None
 
     def _send_span(self, span: Span) -> None:
-        """Called by the tracer for every finished span of a kept trace. The fields are merged
-        once, into one new dict; without hooks the event goes straight to the transmission."""
+        """Called by the tracer for every finished span of a kept trace. Without hooks, the
+        span's fields (plus its ids, rollups and duration) become the event's own fields in one
+        copy; the client's fields travel with the event class (see SpanEvent.base_fields)."""
         duration = time.perf_counter() - span._start
         try:
-            if self._client_dyn_fields:
-                fields = self._client_fields.copy()
-                for fn in self._client_dyn_fields:
-                    fields[fn.__name__] = fn()
-                fields.update(span.fields)
-            else:
-                # One dict display: sized once, where copy() + update() resizes it on the way.
-                fields = {**self._client_fields, **span.fields}
+            own = span.fields
             trace = span.trace
-            fields["trace.trace_id"] = trace.id
-            fields["trace.parent_id"] = span.parent_id
-            fields["trace.span_id"] = span.id
+            # In the span's own dict, as the reference kept them in the span's event.
+            own["trace.trace_id"] = trace.id
+            own["trace.parent_id"] = span.parent_id
+            own["trace.span_id"] = span.id
             if span._is_root and trace.rollup_fields:
-                fields.update(trace.rollup_fields)
+                own.update(trace.rollup_fields)
             if span.rollup_fields:
-                fields.update(span.rollup_fields)
+                own.update(span.rollup_fields)
             if trace.fields:
                 # Trace fields added after this span started, unless the span set its own value.
                 # A snapshot: a worker thread may add a trace field while this span finishes.
                 for key, value in trace.fields.copy().items():
-                    if key not in fields:
-                        fields[key] = value
-            fields["duration_ms"] = duration * 1000.0
+                    if key not in own:
+                        own[key] = value
+            own["duration_ms"] = duration * 1000.0
             start_wall = time.time() - duration
-            if self.sampler_hook is not None or self.presend_hook is not None:
+            if self.sampler_hook is not None or self.presend_hook is not None or self._client_dyn_fields:
+                fields = self._client_fields.copy()
+                for fn in self._client_dyn_fields:
+                    fields[fn.__name__] = fn()
+                fields.update(own)
                 self._deliver(
                     fields,
                     trace.id,
@@ -227,7 +229,9 @@ class Beeline(DeprecatedBeelineMethods):
                 return
             event_class = self._span_event_class or self._bind_span_event_class()
             event = object.__new__(event_class)
-            event._data = fields
+            # A copy: the application may still hold the span and change its fields while the
+            # transmission reads these on its own thread.
+            event._data = own.copy()
             event._start_wall = start_wall
             if span.sample_rate:
                 event.sample_rate = span.sample_rate
@@ -243,9 +247,15 @@ class Beeline(DeprecatedBeelineMethods):
 
     def _bind_span_event_class(self) -> type:
         settings = self.settings
-        cls = SpanEvent.bound(settings.writekey, settings.api_host, self.client, settings.dataset, self.sample_rate)
+        cls = SpanEvent.bound(
+            settings.writekey, settings.api_host, self.client, settings.dataset, self.sample_rate, self._client_fields
+        )
         self._span_event_class = cls
         return cls
+
+    def _client_fields_changed(self) -> None:
+        # The next span binds a new event class with the client's fields as they are then.
+        self._span_event_class = None
 
     def _deliver(
         self, fields: dict, trace_id: Optional[str], rate: int, start_wall: float, dataset: str, decided: bool
@@ -375,6 +385,30 @@ class Beeline(DeprecatedBeelineMethods):
             xmit.session.headers.update(headers)
             xmit.start()
         self.pid = os.getpid()
+
+
+class _WatchedFields(FieldHolder):
+    """The client's FieldHolder, calling `on_change` whenever a field is added or removed
+    through it (libhoney's `add` goes through `add_field`)."""
+
+    def __init__(self, holder: FieldHolder, on_change: Callable[[], None]) -> None:
+        super().__init__()
+        self._data = holder._data
+        self._dyn_fields = holder._dyn_fields
+        self._on_change = on_change
+
+    def add_field(self, name: Any, val: Any) -> None:
+        super().add_field(name, val)
+        self._on_change()
+
+    def add_dynamic_field(self, fn: Callable) -> None:
+        super().add_dynamic_field(fn)
+        self._on_change()
+
+    def __add__(self, other: FieldHolder) -> "_WatchedFields":
+        super().__add__(other)
+        self._on_change()
+        return self
 
 
 def _close_quietly(xmit: Any, timeout: float) -> None:

@@ -134,6 +134,50 @@ def test_user_client_fields_reach_every_span(beeline_recorder):
     assert beeline_recorder.find(name="root")["deploy"] == "v42"
 
 
+def test_client_fields_added_later_reach_later_spans_only(beeline_recorder):
+    with beeline.tracer("before"):
+        pass
+    client = beeline.get_beeline().client
+    client.add_field("deploy", "v43")
+    client.add({"region": "eu-1", "service_name": "renamed"})
+    with beeline.tracer("after"):
+        pass
+    before, after = beeline_recorder.find(name="before"), beeline_recorder.find(name="after")
+    assert "deploy" not in before and before["service_name"] == "test-service"
+    assert after["deploy"] == "v43" and after["region"] == "eu-1" and after["service_name"] == "renamed"
+
+
+def test_client_dynamic_fields_are_evaluated_per_span(beeline_recorder):
+    calls = []
+
+    def request_number():
+        calls.append(1)
+        return len(calls)
+
+    beeline.get_beeline().client.add_dynamic_field(request_number)
+    for name in ("one", "two"):
+        with beeline.tracer(name):
+            pass
+    assert beeline_recorder.find(name="one")["request_number"] == 1
+    assert beeline_recorder.find(name="two")["request_number"] == 2
+
+
+def test_a_span_field_wins_over_the_client_field_of_the_same_name(beeline_recorder):
+    with beeline.tracer("root"):
+        beeline.add_context_field("service_name", "overridden")
+    event = beeline_recorder.find(name="root")
+    assert event["service_name"] == "overridden" and event["service.name"] == "test-service"
+    assert list(event)[:4] == ["service_name", "service.name", "meta.beeline_version", "meta.local_hostname"]
+
+
+def test_changing_a_finished_span_does_not_change_its_event(beeline_recorder):
+    span = beeline.start_trace({"name": "root"})
+    beeline.finish_trace(span)
+    span.fields["late"] = True
+    event = beeline_recorder.find(name="root")
+    assert "late" not in event and span.fields["trace.span_id"] == event["trace.span_id"]
+
+
 def test_span_event_compatibility_view(beeline_recorder):
     with beeline.tracer("root") as span:
         span.event.add_field("legacy", True)
