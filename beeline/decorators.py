@@ -117,7 +117,7 @@ def open_named_span(tracer: Tracer, name: str, trace_id: Optional[str], parent_i
         if span is not None:
             span.fields["name"] = name
             return span
-    return tracer.start_trace({"name": name}, trace_id, parent_id)
+    return tracer.open_trace({"name": name}, trace_id, parent_id)
 
 
 def close_span(tracer: Tracer, span: Span) -> None:
@@ -182,8 +182,8 @@ def _open_generator_span(tracer: Tracer, name: str, trace_id, parent_id) -> Span
         if parent_id:
             span.parent_id = parent_id
         return span
-    # A new trace: start_trace makes it active here, the caller restores the consumer's span.
-    return tracer.start_trace(context, trace_id, parent_id)
+    # A new trace: open_trace makes it active here, the caller restores the consumer's span.
+    return tracer.open_trace(context, trace_id, parent_id)
 
 
 class _GeneratorSteps:

@@ -68,6 +68,18 @@ class Tracer:
         parent_span_id: Optional[str] = None,
         dataset: Optional[str] = None,
     ) -> Span:
+        # The caller may reuse its dict: the trace gets a copy.
+        return self.open_trace(dict(context) if context else {}, trace_id, parent_span_id, dataset)
+
+    def open_trace(
+        self,
+        fields: dict,
+        trace_id: Optional[str] = None,
+        parent_span_id: Optional[str] = None,
+        dataset: Optional[str] = None,
+    ) -> Span:
+        """start_trace for a caller that hands over a dict of its own making (a middleware's
+        request fields): the root span keeps `fields` itself, without a copy."""
         trace_id = trace_id or getrandbits(128).to_bytes(16, "big").hex()
         rate = self.sample_rate
         # Decided once, here, for every span of the trace: spans of a dropped trace cost no event.
@@ -84,7 +96,6 @@ class Tracer:
         trace.w3c = None
         trace.outer = outer
         trace.done = False
-        fields = dict(context) if context else {}
         fields["meta.span_type"] = "subroot" if parent_span_id else "root"
         # Span.__init__, inlined as in start_span: one of these per request.
         span = _new_object(Span)
@@ -293,17 +304,20 @@ class Tracer:
         fields become trace fields of this service again, and W3C flags and state are kept for
         the next hop. A hook that raises, or returns something unusable, starts a fresh trace.
         """
-        # start_trace copies `context`; it is not copied here as well.
+        return self.propagate_and_open_trace(dict(context) if context else {}, request)
+
+    def propagate_and_open_trace(self, fields: dict, request) -> Span:
+        """propagate_and_start_trace for a caller that hands over `fields` (see open_trace)."""
         try:
             hook = self.http_trace_parser_hook
             parsed = hook(request) if hook is not None else None
         except Exception as exc:  # a custom hook must never break the request
             log.warning("http_trace_parser_hook raised %r; starting a new trace", exc)
-            span = self.start_trace(context)
+            span = self.open_trace(fields)
             span.fields["parser_hook_error"] = repr(type(exc))
             return span
         if not parsed:
-            return self.start_trace(context)
+            return self.open_trace(fields)
         try:
             trace_id = parsed.trace_id
             parent_id = parsed.parent_id
@@ -311,8 +325,8 @@ class Tracer:
             dataset = getattr(parsed, "dataset", None) if self.propagate_dataset else None
         except Exception as exc:
             log.warning("http_trace_parser_hook returned %r, not a PropagationContext (%r)", type(parsed), exc)
-            return self.start_trace(context)
-        span = self.start_trace(context, trace_id or None, parent_id or None, dataset or None)
+            return self.open_trace(fields)
+        span = self.open_trace(fields, trace_id or None, parent_id or None, dataset or None)
         trace = span.trace
         for key, value in propagated.items():
             if key in W3C_KEYS:

@@ -9,9 +9,10 @@ the matched route's rule (`/users/<name>`), as the other frameworks have it.
 
 Bottle turns an exception in a view into a 500 page itself, so it never reaches the WSGI layer.
 Bottle 0.13 reports it through `start_response`'s `exc_info`, which the WSGI middleware records;
-Bottle 0.12 does not, so when the wrapped application is a `Bottle` the middleware also installs
-a small plugin (named "beeline") that records a view's exception on the request's root span and
-re-raises it untouched. `unpatch(app)` removes the plugin.
+Bottle 0.12 does not, so under 0.12, when the wrapped application is a `Bottle`, the middleware
+also installs a small plugin (named "beeline") that records a view's exception on the request's
+root span and re-raises it untouched. `unpatch(app)` removes the plugin. (Under 0.13 the plugin
+would only repeat what `exc_info` gives, at the price of one more call around every view.)
 """
 
 from __future__ import annotations
@@ -36,12 +37,23 @@ _NOT_ERRORS = tuple(
 )
 
 
+def _reports_errors_in_exc_info(version: str) -> bool:
+    """True from Bottle 0.13 on, which passes a view's exception to `start_response`."""
+    try:
+        return tuple(int(part) for part in version.split(".")[:2]) >= (0, 13)
+    except ValueError:
+        return True  # a development version: newer than 0.12
+
+
+_NEEDS_PLUGIN = not _reports_errors_in_exc_info(getattr(bottle, "__version__", "0.13"))
+
+
 class HoneyWSGIMiddleware(wsgi.HoneyWSGIMiddleware):
     middleware_name = "bottle"
 
     def __init__(self, app: Callable) -> None:
         super().__init__(app)
-        if isinstance(app, bottle.Bottle):
+        if _NEEDS_PLUGIN and isinstance(app, bottle.Bottle):
             _install_plugin(app)
 
     def finish_context(self, environ: dict, span: Span) -> None:

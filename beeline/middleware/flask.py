@@ -267,8 +267,11 @@ class _AppInstrumentation:
                 if root is not None:
                     rule = request.url_rule
                     fields = root.fields
-                    fields["request.route"] = rule.rule if rule is not None else None
-                    fields["flask.endpoint"] = request.endpoint
+                    if rule is not None:
+                        fields["request.route"] = rule.rule
+                        fields["flask.endpoint"] = rule.endpoint  # what request.endpoint reads
+                    else:
+                        fields["request.route"] = fields["flask.endpoint"] = None
             except Exception:
                 warn_once("flask_dispatch", "beeline: could not read the Flask route", exc_info=True)
             response = original()

@@ -33,6 +33,7 @@ import beeline
 from beeline.decorators import exception_fields, stringify_exception
 from beeline.internal import warn_once
 from beeline.propagation import Request
+from beeline.propagation.default import http_trace_parser_hook as _default_parser_hook
 from beeline.trace import Span, current_span_var
 
 __all__ = ["ROOT_SPAN_KEY", "HoneyWSGIMiddleware", "WSGIRequest"]
@@ -56,6 +57,11 @@ _ENVIRON_KEYS: Dict[str, str] = {}
 _ENVIRON_KEYS_LIMIT = 256
 
 _SERVER_ERROR = "500 Internal Server Error"
+
+# The environ keys of the two headers the default parser hook reads (X-Honeycomb-Trace and
+# traceparent): without either, a request starts a new trace and the hook need not run.
+_HONEYCOMB_KEY = "HTTP_X_HONEYCOMB_TRACE"
+_TRACEPARENT_KEY = "HTTP_TRACEPARENT"
 
 
 def _environ_key(header: str) -> str:
@@ -109,12 +115,24 @@ class WSGIRequest(Request):
         return _request_fields(self._middleware_name, self._environ)
 
 
+# (middleware name, method) -> root span name, e.g. ("flask", "GET") -> "flask_http_get". The
+# bound keeps clients sending made-up methods from growing it without end.
+_SPAN_NAMES: Dict[Any, str] = {}
+_SPAN_NAMES_LIMIT = 64
+
+
+def _span_name(middleware_name: str, method: Optional[str]) -> str:
+    name = "%s_http_%s" % (middleware_name, method.lower()) if method else middleware_name + "_http"
+    if len(_SPAN_NAMES) < _SPAN_NAMES_LIMIT:
+        _SPAN_NAMES[middleware_name, method] = name
+    return name
+
+
 def _request_fields(middleware_name: str, environ: dict) -> dict:
     method = environ.get("REQUEST_METHOD")
-    if method:
-        name = "%s_http_%s" % (middleware_name, method.lower())
-    else:
-        name = middleware_name + "_http"
+    name = _SPAN_NAMES.get((middleware_name, method))
+    if name is None:
+        name = _span_name(middleware_name, method)
     return {
         "name": name,
         "type": "http_server",
@@ -168,10 +186,10 @@ class HoneyWSGIMiddleware:
         self.enabled = True
         #: Set by a framework integration that knows when its application's body runs none of
         #: the application's code while it is iterated and closed (a response already rendered
-        #: into a list): the environ key it sets to True for such a request. That body is still
-        #: wrapped (the trace ends when it is exhausted or closed) but each step runs in the
-        #: server's context as it is, with no switch. Only for a middleware that wraps the
-        #: framework's own WSGI callable directly, whose body it is.
+        #: into a list): the environ key it sets to True for such a request. Such a body is
+        #: treated like a list: the trace ends when the application returns it, and the body
+        #: goes to the server unwrapped. Only for a middleware that wraps the framework's own
+        #: WSGI callable directly, whose body it is.
         self._ready_key: Optional[str] = None
         # The extension points cost a call or two per request; skip them when they are ours.
         cls = type(self)
@@ -181,7 +199,8 @@ class HoneyWSGIMiddleware:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if not self.enabled or beeline.get_beeline() is None:
+        bl = beeline._GBL
+        if bl is None or not self.enabled:
             return self.app(environ, start_response)
         enclosing = environ.get(ROOT_SPAN_KEY)
         if enclosing is not None and not enclosing.finished:
@@ -190,12 +209,18 @@ class HoneyWSGIMiddleware:
             return self._inside(enclosing, environ, start_response)
         outer = _get_current()
         try:
-            request = WSGIRequest(self.middleware_name, environ)
+            tracer = bl.tracer_impl
             if self._own_request_context:
-                context = self.request_context(request)
+                request = WSGIRequest(self.middleware_name, environ)
+                root = tracer.propagate_and_start_trace(self.request_context(request), request)
             else:
-                context = _request_fields(self.middleware_name, environ)
-            root = beeline.propagate_and_start_trace(context, request)
+                fields = _request_fields(self.middleware_name, environ)
+                if (tracer.http_trace_parser_hook is _default_parser_hook and _HONEYCOMB_KEY not in environ
+                        and _TRACEPARENT_KEY not in environ):
+                    # What the default hook would conclude without a header to read: a new trace.
+                    root = tracer.open_trace(fields)
+                else:
+                    root = tracer.propagate_and_open_trace(fields, WSGIRequest(self.middleware_name, environ))
         except Exception:
             warn_once("wsgi_start", "beeline: could not start the request's trace; the request runs untraced",
                       exc_info=True)
@@ -212,17 +237,15 @@ class HoneyWSGIMiddleware:
             _set_current(outer)
             raise
         kind = type(body)
-        if kind is list or kind is tuple:
-            # Already produced, and neither type has a close(): nothing of the application runs
-            # after this, so the trace ends now and the server gets the body as it was.
+        if kind is list or kind is tuple or (self._ready_key is not None and environ.get(self._ready_key) is True):
+            # Already produced (a list or tuple has no close(); a body the framework reports
+            # ready runs no application code while it is served): the trace ends now and the
+            # server gets the body as it was.
             _end_trace(self, root, environ, starter.status, None, False)
             _set_current(outer)
             return body
         if hasattr(body, "__len__"):
             return _SizedTracedResponse(self, root, environ, starter, body, outer)
-        ready_key = self._ready_key
-        if ready_key is not None and environ.get(ready_key) is True and self._finish_hook is None:
-            return _ReadyResponse(self, root, environ, starter, body, outer)
         return _TracedResponse(self, root, environ, starter, body, outer)
 
     # ---- extension points -------------------------------------------------------------------
@@ -416,52 +439,6 @@ class _TracedResponse:
                 self._close_error = close_error
             else:
                 raise close_error
-
-
-class _ReadyResponse(_TracedResponse):
-    """A body whose iteration and close run no application code (see `_ready_key`): no span
-    can start in it, so no context is entered around its steps. Ending the trace is the same."""
-
-    __slots__ = ()
-
-    def __init__(self, mw: HoneyWSGIMiddleware, root: Span, environ: dict, starter: _ResponseStart, body: Any,
-                 outer: Optional[Span]) -> None:
-        self._mw = mw
-        self._root = root
-        self._environ = environ
-        self._starter = starter
-        self._body = body
-        self._chunks = None
-        self._body_started = False
-        self._done = False
-        self._close_error = None
-        _set_current(outer)
-
-    def __next__(self) -> bytes:
-        if self._done:
-            raise StopIteration
-        try:
-            chunks = self._chunks
-            if chunks is None:
-                chunks = self._chunks = iter(self._body)
-            chunk = next(chunks)
-        except StopIteration:
-            self.end(None, defer_close_error=True)
-            raise
-        except BaseException as exc:
-            self.end(exc)
-            raise
-        if chunk:
-            self._body_started = True
-        return chunk
-
-    def close(self) -> None:
-        if self._done:
-            error, self._close_error = self._close_error, None
-            if error is not None:
-                raise error
-            return
-        self.end(None)
 
 
 class _SizedTracedResponse(_TracedResponse):

@@ -205,13 +205,24 @@ class TestRequests:
             assert root["request.route"] == "/together/<n>"
 
 
-def test_the_error_plugin_is_installed_once_and_removable(beeline_recorder, app):
+def test_the_error_plugin_is_installed_once_where_needed_and_removable(beeline_recorder, app):
     HoneyWSGIMiddleware(app)
     HoneyWSGIMiddleware(app)
-    assert [p.name for p in app.plugins if getattr(p, "name", None) == "beeline"] == ["beeline"]
+    ours = [p.name for p in app.plugins if getattr(p, "name", None) == "beeline"]
+    if bottle_mw._reports_errors_in_exc_info(bottle.__version__):
+        # Bottle 0.13+ hands the view's error to start_response: no plugin around every view.
+        assert ours == [] and bottle_mw.unpatch(app) is False
+        return
+    assert ours == ["beeline"]
     assert bottle_mw.unpatch(app) is True
     assert bottle_mw.unpatch(app) is False
     assert all(getattr(p, "name", None) != "beeline" for p in app.plugins)
+
+
+def test_which_bottle_versions_need_the_error_plugin():
+    assert not bottle_mw._reports_errors_in_exc_info("0.12.25")
+    assert bottle_mw._reports_errors_in_exc_info("0.13.4")
+    assert bottle_mw._reports_errors_in_exc_info("0.14-dev")
 
 
 def test_default_app_through_the_module_api(beeline_recorder, servers, ref):

@@ -247,25 +247,25 @@ class TestRequests:
 
 
 class TestServingTheBody:
-    """A response Flask has already rendered is served without entering the request's context
-    at each step; anything that may run application code while the body is served still is."""
+    """A response Flask has already rendered is complete when Flask returns it: the trace ends
+    there and the server gets Flask's own body; anything that may run application code while
+    the body is served is still served inside the request."""
 
-    def test_a_rendered_response_ends_the_trace_once_served(self, beeline_recorder, app):
+    def test_a_rendered_response_ends_the_trace_when_flask_returns_it(self, beeline_recorder, app):
         from werkzeug.test import EnvironBuilder
-
-        from beeline.middleware import wsgi
+        from werkzeug.wsgi import ClosingIterator
 
         HoneyMiddleware(app, db_events=False)
         environ = EnvironBuilder(path="/users/x").get_environ()
         body = app(environ, lambda status, headers, exc_info=None: None)
-        assert isinstance(body, wsgi._ReadyResponse)
-        assert beeline_recorder.spans(name="flask_http_get") == []  # not served yet
-        assert active_span() is None
-        assert b"".join(body) == b'{"name":"x"}\n'
-        body.close()
+        assert type(body) is ClosingIterator  # Flask's body, not wrapped
         root = beeline_recorder.find(name="flask_http_get")
         assert root["response.status_code"] == 200 and root["request.route"] == "/users/<name>"
         assert beeline_recorder.find(name="load_user")["trace.parent_id"] == root["trace.span_id"]
+        assert active_span() is None
+        assert b"".join(body) == b'{"name":"x"}\n'
+        body.close()
+        assert len(beeline_recorder.spans(name="flask_http_get")) == 1
 
     def test_close_callbacks_run_inside_the_request(self, beeline_recorder, servers, ref, app):
         @app.route("/cleanup")
@@ -377,12 +377,19 @@ class TestSetup:
         assert beeline_recorder.spans(name="flask_http_get") == []
         assert len(beeline_recorder.traces()) == 1
 
-    def test_reading_the_body_of_a_test_client_response_ends_the_trace(self, beeline_recorder, app):
+    def test_reading_a_streamed_test_client_response_ends_the_trace(self, beeline_recorder, app):
+        HoneyMiddleware(app)
+        response = app.test_client().get("/stream", buffered=False)
+        assert beeline_recorder.spans(name="flask_http_get") == []  # the body is not read yet
+        assert response.get_data() == b"row0\nrow1\nrow2\n"
+        response.close()
+        assert len(beeline_recorder.spans(name="flask_http_get")) == 1
+
+    def test_a_rendered_test_client_response_is_traced_before_it_is_read(self, beeline_recorder, app):
         HoneyMiddleware(app)
         response = app.test_client().get("/users/x")
-        assert beeline_recorder.spans(name="flask_http_get") == []  # the body is not read yet
-        assert response.json == {"name": "x"}
         assert len(beeline_recorder.spans(name="flask_http_get")) == 1
+        assert response.json == {"name": "x"}
 
     def test_without_init_the_app_is_untouched(self, app):
         assert beeline.get_beeline() is None
