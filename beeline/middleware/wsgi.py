@@ -319,7 +319,9 @@ def _end_trace(mw: HoneyWSGIMiddleware, root: Span, environ: dict, status: Any,
     except Exception:
         warn_once("wsgi_finish", "beeline: could not add the response fields", exc_info=True)
     try:
-        beeline.finish_trace(root)
+        bl = beeline._GBL
+        if bl is not None:
+            bl.tracer_impl.finish_trace(root)
     except Exception:
         warn_once("wsgi_finish_trace", "beeline: could not finish the request's trace", exc_info=True)
 
