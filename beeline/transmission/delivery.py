@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Optional
 
 from beeline.transmission.encoding import encode_batch, gzip_bytes
+from beeline.transmission.exchange import header_block
 from beeline.transmission.http import Connections, Endpoint, Reply, TransportError, batch_path, parse_api_host
 from beeline.transmission.pipeline import Batch
 from beeline.transmission.responses import ResponseQueue, response
@@ -46,6 +47,7 @@ class Delivery:
         self._response_deadline = response_deadline
         self._debug = debug
         self._endpoints: dict[str, Endpoint] = {}
+        self._header_blocks: dict[str, bytes] = {}
         self.responses_closed = False
 
     # ------------------------------------------------------------------------ entry
@@ -63,19 +65,28 @@ class Delivery:
                 self.fail([ev], 0, why, started)
             if not events:
                 return
-            headers = {
-                "X-Honeycomb-Team": writekey,
-                "Content-Type": "application/json",
-                "User-Agent": self._user_agent,
-            }
             if self._gzip:
                 body = gzip_bytes(body, self._gzip_level)
-                headers["Content-Encoding"] = "gzip"
+            headers = self._headers(writekey)
             path = batch_path(endpoint, dataset)
         except Exception as exc:
             self.fail(events, 0, f"batch could not be prepared: {exc!r}", started)
             return
         self._send(endpoint, path, body, headers, events, started)
+
+    def _headers(self, writekey: str) -> bytes:
+        """The fixed header lines of a batch request for ``writekey``, made once per key."""
+        block = self._header_blocks.get(writekey)
+        if block is None:
+            headers = {"X-Honeycomb-Team": writekey, "Content-Type": "application/json",
+                       "User-Agent": self._user_agent}
+            if self._gzip:
+                headers["Content-Encoding"] = "gzip"
+            block = header_block(headers)  # ValueError for a key that would split the request
+            if len(self._header_blocks) >= 64:
+                self._header_blocks.clear()  # many keys: a bounded cache, not a leak
+            self._header_blocks[writekey] = block
+        return block
 
     def _endpoint(self, api_host: str) -> Endpoint:
         endpoint = self._endpoints.get(api_host)
@@ -84,7 +95,7 @@ class Delivery:
         return endpoint
 
     # -------------------------------------------------------------------- sending
-    def _send(self, endpoint: Endpoint, path: str, body: bytes, headers: dict, events: list,
+    def _send(self, endpoint: Endpoint, path: str, body: bytes, headers: bytes, events: list,
               started: float) -> None:
         attempt = 1
         while True:

@@ -1,7 +1,8 @@
-"""HTTP for the transmission: batch URLs and kept-alive connections, on ``http.client``.
+"""HTTP for the transmission: batch URLs and kept-alive connections.
 
-``http.client`` rather than ``requests``: a batch POST is a few header lines and a body, and
-``requests`` costs far more CPU per request than that (and is not a dependency of ours).
+``http.client`` opens the connections (TCP, TLS, proxy tunnels); the requests and answers on
+them go through ``exchange``, which does the little a batch POST needs at a fraction of
+``http.client``'s CPU per request (``requests`` costs more still, and is not a dependency).
 
 Connections are reused per API host. Under light load one connection per host does all the
 work; with concurrent batches each worker borrows its own, so there are never more than
@@ -16,8 +17,10 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 from urllib.parse import quote, unquote, urlsplit
+
+from beeline.transmission.exchange import read_reply, request_bytes
 
 
 class _NoDelay:
@@ -43,7 +46,7 @@ class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
     pass
 
 
-Connection = Union[http.client.HTTPConnection, http.client.HTTPSConnection]
+Opener = Union[http.client.HTTPConnection, http.client.HTTPSConnection]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,17 @@ class Endpoint:
     @property
     def origin(self) -> str:
         return f"{self.scheme}://{_bracket(self.host)}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        """The Host header for requests to this endpoint: the port only when not the default,
+        a non-ASCII name in its IDNA form."""
+        try:
+            host = self.host.encode("ascii").decode("ascii")
+        except UnicodeEncodeError:
+            host = self.host.encode("idna").decode("ascii")
+        host = _bracket(host)
+        return host if self.port == (443 if self.scheme == "https" else 80) else f"{host}:{self.port}"
 
 
 def _bracket(host: str) -> str:
@@ -116,6 +130,42 @@ def _parse_proxy(url: Optional[str]) -> Optional[_Proxy]:
     return _Proxy(parts.hostname, parts.port or 8080, auth)
 
 
+class Connection:
+    """One kept-alive connection: opened by ``http.client``, then used through its socket,
+    with one buffered reader for all the answers that arrive on it."""
+
+    __slots__ = ("opener", "reader", "target_prefix", "host", "proxy_auth")
+
+    def __init__(self, opener: Opener, target_prefix: str, host: str, proxy_auth: Optional[str]) -> None:
+        self.opener = opener
+        self.reader: Optional[BinaryIO] = None
+        self.target_prefix = target_prefix  # the origin, for a plain HTTP proxy's request line
+        self.host = host
+        self.proxy_auth = proxy_auth        # only for plain HTTP through a proxy
+
+    @property
+    def sock(self) -> Optional[socket.socket]:
+        return self.opener.sock
+
+    def exchange(self, path: str, headers: bytes, body: bytes) -> tuple[int, dict, bytes, bool]:
+        if self.reader is None:
+            self.opener.connect()
+            assert self.opener.sock is not None
+            self.reader = self.opener.sock.makefile("rb")
+        if self.proxy_auth:
+            headers = b"Proxy-Authorization: " + self.proxy_auth.encode("latin-1") + b"\r\n" + headers
+        self.opener.sock.sendall(request_bytes(self.target_prefix + path, self.host, headers, body))
+        return read_reply(self.reader)
+
+    def close(self) -> None:
+        reader, self.reader = self.reader, None
+        try:
+            if reader is not None:
+                reader.close()
+        finally:
+            self.opener.close()
+
+
 class Connections:
     """Kept-alive connections, per endpoint, shared by the worker threads."""
 
@@ -128,28 +178,26 @@ class Connections:
         self._busy: set = set()
         self._ssl: Optional[ssl.SSLContext] = None
 
-    def post(self, endpoint: Endpoint, path: str, body: bytes, headers: dict) -> Reply:
-        conn, reused, target = self._borrow(endpoint, path)
+    def post(self, endpoint: Endpoint, path: str, body: bytes, headers: bytes) -> Reply:
+        """POST ``body`` to ``path`` with ``headers`` (see ``exchange.header_block``)."""
+        conn, reused = self._borrow(endpoint)
         try:
-            conn.request("POST", target, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
+            status, reply_headers, data, keep_alive = conn.exchange(path, headers, body)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             self._drop(conn)
             raise TransportError(exc, reused) from exc
-        reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        if resp.will_close:
-            self._drop(conn)
-        else:
+        if keep_alive:
             self._return(endpoint, conn)
-        return reply
+        else:
+            self._drop(conn)
+        return Reply(status, reply_headers, data)
 
     def abort(self) -> None:
         """Cut every request in progress short (used when close() runs out of time)."""
         with self._lock:
             busy = list(self._busy)
         for conn in busy:
-            sock = getattr(conn, "sock", None)
+            sock = conn.sock
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -161,7 +209,7 @@ class Connections:
             idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
-                conn.close()
+                _close_quietly(conn)
 
     def forget(self) -> None:
         """After a fork: the inherited sockets belong to the parent's requests; never use them."""
@@ -170,34 +218,38 @@ class Connections:
         self._busy = set()
 
     # -------------------------------------------------------------------------------------
-    def _borrow(self, endpoint: Endpoint, path: str) -> tuple[Connection, bool, str]:
-        proxy = self._proxies.get(endpoint.scheme)
-        # Through a plain HTTP proxy the request line carries the absolute URL.
-        target = endpoint.origin + path if (proxy and endpoint.scheme == "http") else path
+    def _borrow(self, endpoint: Endpoint) -> tuple[Connection, bool]:
         with self._lock:
             idle = self._idle.get(endpoint)
             if idle:
                 conn = idle.pop()
                 self._busy.add(conn)
-                return conn, True, target
-        conn = self._new(endpoint, proxy)
+                return conn, True
+        conn = self._new(endpoint, self._proxies.get(endpoint.scheme))
         with self._lock:
             self._busy.add(conn)
-        return conn, False, target
+        return conn, False
 
     def _new(self, endpoint: Endpoint, proxy: Optional[_Proxy]) -> Connection:
+        host = endpoint.host_header
         if endpoint.scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             if proxy is not None:
-                conn = _HTTPSConnection(proxy.host, proxy.port, timeout=self._timeout, context=self._ssl)
+                opener = _HTTPSConnection(proxy.host, proxy.port, timeout=self._timeout, context=self._ssl)
                 tunnel_headers = {"Proxy-Authorization": proxy.auth} if proxy.auth else None
-                conn.set_tunnel(endpoint.host, endpoint.port, headers=tunnel_headers)
-                return conn
-            return _HTTPSConnection(endpoint.host, endpoint.port, timeout=self._timeout, context=self._ssl)
+                opener.set_tunnel(endpoint.host, endpoint.port, headers=tunnel_headers)
+                return Connection(opener, "", host, None)
+            opener = _HTTPSConnection(endpoint.host, endpoint.port, timeout=self._timeout, context=self._ssl)
+            return Connection(opener, "", host, None)
         if proxy is not None:
-            return _ProxiedHTTPConnection(proxy, timeout=self._timeout)
-        return _HTTPConnection(endpoint.host, endpoint.port, timeout=self._timeout)
+            # Through a plain HTTP proxy the request line carries the absolute URL, and Host
+            # names the API host as that URL does.
+            opener = _HTTPConnection(proxy.host, proxy.port, timeout=self._timeout)
+            origin = endpoint.origin
+            return Connection(opener, origin, origin.split("://", 1)[1], proxy.auth)
+        opener = _HTTPConnection(endpoint.host, endpoint.port, timeout=self._timeout)
+        return Connection(opener, "", host, None)
 
     def _return(self, endpoint: Endpoint, conn: Connection) -> None:
         with self._lock:
@@ -206,23 +258,16 @@ class Connections:
             if len(idle) < self._max_idle:
                 idle.append(conn)
                 return
-        conn.close()
+        _close_quietly(conn)
 
     def _drop(self, conn: Connection) -> None:
         with self._lock:
             self._busy.discard(conn)
+        _close_quietly(conn)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
         conn.close()
-
-
-class _ProxiedHTTPConnection(_HTTPConnection):
-    """Plain HTTP through a forward proxy: connect to the proxy, add its credentials."""
-
-    def __init__(self, proxy: _Proxy, timeout: float) -> None:
-        super().__init__(proxy.host, proxy.port, timeout=timeout)
-        self._proxy_auth = proxy.auth
-
-    def request(self, method: str, url: str, body=None, headers=None, **kw) -> None:  # type: ignore[override]
-        headers = dict(headers or {})
-        if self._proxy_auth:
-            headers["Proxy-Authorization"] = self._proxy_auth
-        super().request(method, url, body=body, headers=headers, **kw)
+    except OSError:
+        pass
