@@ -119,10 +119,11 @@ def _span_item(ev: Any) -> Optional[str]:
     own = ev._data
     if not ev.base_fields.keys().isdisjoint(own.keys()):
         return None
+    when = wall_time(wall)
     if own:
         members = _join(_encode_chunks(own, 0))
-        return '{"time":"%s","samplerate":%d,"data":{%s,%s}' % (wall_time(wall), rate, base, members[1:])
-    return '{"time":"%s","samplerate":%d,"data":{%s}}' % (wall_time(wall), rate, base)
+        return f'{{"time":"{when}","samplerate":{rate},"data":{{{base},{members[1:]}}}'
+    return f'{{"time":"{when}","samplerate":{rate},"data":{{{base}}}}}'
 
 
 def encode_batch(events: Sequence[Any]) -> tuple[bytes, list[Any], list[tuple[Any, str]]]:
