@@ -173,3 +173,15 @@ def test_other_event_kinds_are_untouched(rx):
     (event,) = rx.events
     assert event["data"] == {"i": 0, "service_name": "theirs"}
     assert event["time"] == "2024-01-02T03:04:05Z"
+
+
+def test_without_the_c_encoder_the_text_is_the_same(monkeypatch):
+    import json.encoder
+
+    from beeline.transmission import encoding
+
+    value = {"a": 1.5, "b": [None, True, "é\n"], "c": NotJSON(), 3: float("nan")}
+    with_c = "".join(encoding._chunk_encoder()(value, 0))
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    without_c = "".join(encoding._chunk_encoder()(value, 0))
+    assert with_c == without_c == '{"a":1.5,"b":[null,true,"\\u00e9\\n"],"c":"not-json","3":NaN}'
