@@ -211,12 +211,8 @@ class Beeline(DeprecatedBeelineMethods):
             own["duration_ms"] = duration * 1000.0
             start_wall = time.time() - duration
             if self.sampler_hook is not None or self.presend_hook is not None or self._client_dyn_fields:
-                fields = self._client_fields.copy()
-                for fn in self._client_dyn_fields:
-                    fields[fn.__name__] = fn()
-                fields.update(own)
                 self._deliver(
-                    fields,
+                    self._with_client_fields(own),
                     trace.id,
                     span.sample_rate or self.sample_rate,
                     start_wall,
@@ -313,13 +309,19 @@ class Beeline(DeprecatedBeelineMethods):
         except queue.Full:
             pass
 
-    def _run_hooks_and_send(self, fields: dict) -> None:
-        """A non-trace event (send_now): hooks, then libhoney-style random sampling."""
+    def _with_client_fields(self, fields: dict) -> dict:
+        """A new dict: the client's fields, its dynamic fields evaluated now, then `fields`."""
         data = self._client_fields.copy()
         for fn in self._client_dyn_fields:
             data[fn.__name__] = fn()
         data.update(fields)
-        self._deliver(data, None, self.sample_rate, time.time(), self.settings.dataset, decided=False)
+        return data
+
+    def _run_hooks_and_send(self, fields: dict) -> None:
+        """A non-trace event (send_now): hooks, then libhoney-style random sampling."""
+        self._deliver(
+            self._with_client_fields(fields), None, self.sample_rate, time.time(), self.settings.dataset, decided=False
+        )
 
     # ---- the reference's Beeline methods --------------------------------------------------------
 
@@ -388,8 +390,8 @@ class Beeline(DeprecatedBeelineMethods):
 
 
 class _WatchedFields(FieldHolder):
-    """The client's FieldHolder, calling `on_change` whenever a field is added or removed
-    through it (libhoney's `add` goes through `add_field`)."""
+    """The client's FieldHolder, calling `on_change` whenever a field or a dynamic field is
+    added through it (libhoney's `add` goes through `add_field`)."""
 
     def __init__(self, holder: FieldHolder, on_change: Callable[[], None]) -> None:
         super().__init__()

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 import beeline
 from beeline.decorators import exception_fields, stringify_exception
 from beeline.internal import warn_once
-from beeline.propagation import Request
+from beeline.propagation import Request, honeycomb, w3c
 from beeline.propagation.default import http_trace_parser_hook as _default_parser_hook
 from beeline.trace import Span, current_span_var
 
@@ -58,11 +58,6 @@ _ENVIRON_KEYS_LIMIT = 256
 
 _SERVER_ERROR = "500 Internal Server Error"
 
-# The environ keys of the two headers the default parser hook reads (X-Honeycomb-Trace and
-# traceparent): without either, a request starts a new trace and the hook need not run.
-_HONEYCOMB_KEY = "HTTP_X_HONEYCOMB_TRACE"
-_TRACEPARENT_KEY = "HTTP_TRACEPARENT"
-
 
 def _environ_key(header: str) -> str:
     name = header.upper().replace("-", "_")
@@ -71,6 +66,12 @@ def _environ_key(header: str) -> str:
     if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_LIMIT:
         _ENVIRON_KEYS[header] = name
     return name
+
+
+# The environ keys of the two headers the default parser hook reads: without either, a request
+# starts a new trace and the hook need not run.
+_HONEYCOMB_KEY = _environ_key(honeycomb.HEADER)
+_TRACEPARENT_KEY = _environ_key(w3c.TRACEPARENT_HEADER)
 
 
 class WSGIRequest(Request):
