@@ -121,7 +121,7 @@ def members_json(fields: dict) -> str:
     if not fields:
         return ""
     try:
-        text = json.dumps(fields, separators=(",", ":"), allow_nan=True)
+        text = json.dumps(fields, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
         return ""
     return text[1:-1]

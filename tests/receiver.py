@@ -45,6 +45,12 @@ __all__ = ["HeaderDict", "LoopbackReceiver"]
 
 _BATCH_PATH = re.compile(r"^(?P<prefix>.*)/1/batch/(?P<dataset>[^?]+)(?:\?.*)?$")
 
+def _not_json(name: str) -> Any:
+    # Python's json reads NaN and Infinity; the Events API does not, and answers 400 for the
+    # whole batch. So does this receiver.
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
 # Longest a single planned delay may last: faults are bounded so a broken test cannot hang.
 _MAX_DELAY_SECONDS = 30.0
 
@@ -318,7 +324,7 @@ class LoopbackReceiver:
         is_gzip = (h.headers.get("Content-Encoding") or "").lower() == "gzip"
         try:
             payload = gzip.decompress(raw) if is_gzip else raw
-            body = json.loads(payload.decode("utf-8"))
+            body = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
         except (OSError, ValueError) as exc:
             self._record(h, received_at, None, is_gzip, "bad_request")
             h._answer(400, json.dumps({"error": f"unreadable body: {exc}"}).encode())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import math
 import time
 import zlib
 from datetime import datetime
@@ -36,7 +37,10 @@ def _fallback(value: Any) -> str:
 
 # Compact separators: smaller bodies. No circular check: a self-referencing value raises
 # RecursionError instead, which rejects that one event like any other encoding failure.
-_ENCODER = json.JSONEncoder(default=_fallback, check_circular=False, separators=(",", ":"))
+# No NaN or Infinity: they are not JSON, and the Events API refuses the whole batch for one of
+# them. The encoder raises instead, and that event is encoded again through ``_finite``.
+_ENCODER = json.JSONEncoder(default=_fallback, check_circular=False, separators=(",", ":"),
+                            allow_nan=False)
 
 
 def _chunk_encoder() -> Callable[[Any, int], Any]:
@@ -47,7 +51,7 @@ def _chunk_encoder() -> Callable[[Any, int], Any]:
     if make is not None:
         try:
             return make(None, _fallback, json.encoder.encode_basestring_ascii, None, ":", ",",
-                        False, False, True)
+                        False, False, False)
         except Exception:
             pass
     return lambda value, _level: (_ENCODER.encode(value),)
@@ -59,6 +63,29 @@ _join = "".join
 
 def _dumps(value: Any) -> str:
     return _join(_encode_chunks(value, 0))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (value or dict key, at any depth) replaced
+    by its name as a string: "NaN", "Infinity", "-Infinity". JSON has no such numbers; as
+    strings the value stays visible and the rest of the batch is accepted."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {_finite(k) if isinstance(k, float) else k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps_item(value: Any) -> str:
+    """``_dumps``, with NaN and infinities sent as strings (see ``_finite``)."""
+    try:
+        return _dumps(value)
+    except ValueError:
+        return _dumps(_finite(value))
 
 
 def event_time(created_at: Any) -> str:
@@ -176,7 +203,7 @@ def _encode_others(events: list, parts: list, encoded: list, rejected: list) -> 
         pass
     for ev, item in zip(kept, items):
         try:
-            parts.append(_dumps(item))
+            parts.append(_dumps_item(item))
             encoded.append(ev)
         except Exception as exc:
             rejected.append((ev, f"event could not be encoded as JSON: {exc!r}"))

@@ -180,8 +180,14 @@ def test_without_the_c_encoder_the_text_is_the_same(monkeypatch):
 
     from beeline.transmission import encoding
 
-    value = {"a": 1.5, "b": [None, True, "é\n"], "c": NotJSON(), 3: float("nan")}
-    with_c = "".join(encoding._chunk_encoder()(value, 0))
+    value = {"a": 1.5, "b": [None, True, "é\n"], "c": NotJSON(), 3: 2.5}
+    with_c_encoder = encoding._chunk_encoder()
+    with_c = "".join(with_c_encoder(value, 0))
     monkeypatch.setattr(json.encoder, "c_make_encoder", None)
-    without_c = "".join(encoding._chunk_encoder()(value, 0))
-    assert with_c == without_c == '{"a":1.5,"b":[null,true,"\\u00e9\\n"],"c":"not-json","3":NaN}'
+    without_c_encoder = encoding._chunk_encoder()
+    without_c = "".join(without_c_encoder(value, 0))
+    assert with_c == without_c == '{"a":1.5,"b":[null,true,"\\u00e9\\n"],"c":"not-json","3":2.5}'
+    # Neither writes NaN (not JSON): both refuse it, and the caller sends it as a string.
+    for encoder in (with_c_encoder, without_c_encoder):
+        with pytest.raises(ValueError):
+            "".join(encoder({"x": float("nan")}, 0))
