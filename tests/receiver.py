@@ -8,7 +8,10 @@ Tests that send events (through libhoney's own transmission or ours) point ``api
         ...
         events = rx.wait_for(3, timeout=5)
 
-It only ever listens on 127.0.0.1. Faults are planned per request, first in first out: each
+It only ever listens on 127.0.0.1, and reads bodies as strictly as the Events API: a batch
+with a bare NaN or Infinity in it is answered 400 as a whole.
+
+Faults are planned per request, first in first out: each
 ``fail_next``/``delay_next``/``reset_next``/``status_array_next`` call appends ``n`` planned
 answers, and every incoming batch request consumes the oldest one (or gets a normal answer
 when the plan is empty). That keeps a test's story exact: "the first two requests get a 500,
@@ -44,6 +47,7 @@ from urllib.parse import unquote
 __all__ = ["HeaderDict", "LoopbackReceiver"]
 
 _BATCH_PATH = re.compile(r"^(?P<prefix>.*)/1/batch/(?P<dataset>[^?]+)(?:\?.*)?$")
+
 
 def _not_json(name: str) -> Any:
     # Python's json reads NaN and Infinity; the Events API does not, and answers 400 for the
