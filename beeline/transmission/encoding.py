@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import json.encoder
-import math
 import time
 import zlib
 from datetime import datetime
 from typing import Any, Callable, Optional, Sequence
 
 from beeline.events import SpanEvent
+from beeline.finite import finite
 
 # Kept byte for byte: users may already filter on this value in their datasets.
 UNENCODABLE = "libhoney was unable to encode value"
@@ -38,7 +38,7 @@ def _fallback(value: Any) -> str:
 # Compact separators: smaller bodies. No circular check: a self-referencing value raises
 # RecursionError instead, which rejects that one event like any other encoding failure.
 # No NaN or Infinity: they are not JSON, and the Events API refuses the whole batch for one of
-# them. The encoder raises instead, and that event is encoded again through ``_finite``.
+# them. The encoder raises instead, and that event is encoded again through ``finite``.
 _ENCODER = json.JSONEncoder(default=_fallback, check_circular=False, separators=(",", ":"),
                             allow_nan=False)
 
@@ -65,27 +65,12 @@ def _dumps(value: Any) -> str:
     return _join(_encode_chunks(value, 0))
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (value or dict key, at any depth) replaced
-    by its name as a string: "NaN", "Infinity", "-Infinity". JSON has no such numbers; as
-    strings the value stays visible and the rest of the batch is accepted."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {_finite(k) if isinstance(k, float) else k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _dumps_item(value: Any) -> str:
-    """``_dumps``, with NaN and infinities sent as strings (see ``_finite``)."""
+    """``_dumps``, with NaN and infinities sent as strings (see ``beeline.finite``)."""
     try:
         return _dumps(value)
     except ValueError:
-        return _dumps(_finite(value))
+        return _dumps(finite(value))
 
 
 def event_time(created_at: Any) -> str:

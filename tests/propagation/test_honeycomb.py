@@ -80,6 +80,22 @@ class TestMarshal:
         _, _, context = unmarshal_propagation_context(marshal_propagation_context(ctx))
         assert context == {"app.when": str(when)}
 
+    def test_nan_and_infinities_are_written_as_strings(self) -> None:
+        # A bare NaN is not JSON: a strict parser (another language's beeline) would refuse the
+        # whole context. As strings, the other fields survive and the values stay visible.
+        fields = {"app.ratio": float("nan"), "app.max": float("inf"), "app.deep": [float("-inf"), 1.5],
+                  "app.user": "bob"}
+        header = marshal_propagation_context(PropagationContext(TRACE_ID, SPAN_ID, fields))
+        encoded = header.split("context=", 1)[1]
+
+        def refuse(name: str) -> None:
+            raise AssertionError(f"{name} is not JSON")
+
+        sent = json.loads(base64.b64decode(encoded), parse_constant=refuse)
+        assert sent == {"app.ratio": "NaN", "app.max": "Infinity", "app.deep": ["-Infinity", 1.5],
+                        "app.user": "bob"}
+        assert unmarshal_propagation_context(header)[2] == sent
+
 
 ROUND_TRIP_FIELDS = [
     {},
