@@ -30,20 +30,17 @@ def ok_answer(n: int, extra: bytes = b"") -> bytes:
         len(body), extra, body)
 
 
-class ScriptedServer:
-    """Reads each request (headers and Content-Length body) and answers with the next scripted
-    bytes, closing the connection after it when the script says so. Once the script runs out,
-    answers are ordinary 200s for the number of events in the request."""
+class _LoopbackListener:
+    """A listening socket on 127.0.0.1 and the thread that accepts on it until close(); each
+    connection goes to ``_connected`` with its client port. Subclasses set their own state
+    before calling this __init__, which starts accepting."""
 
-    def __init__(self, script: list[tuple[bytes, bool]]) -> None:
-        self.script = list(script)
-        self.requests: list[dict] = []
+    def __init__(self) -> None:
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(8)
         self._listener.settimeout(0.1)
         self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -54,7 +51,7 @@ class ScriptedServer:
             t.join(_IO_TIMEOUT)
         self._listener.close()
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -67,9 +64,27 @@ class ScriptedServer:
             except OSError:
                 continue
             conn.settimeout(_IO_TIMEOUT)
-            t = threading.Thread(target=self._serve, args=(conn, addr[1]), daemon=True)
-            self._threads.append(t)
-            t.start()
+            self._connected(conn, addr[1])
+
+    def _connected(self, conn: socket.socket, port: int) -> None:
+        raise NotImplementedError
+
+
+class ScriptedServer(_LoopbackListener):
+    """Reads each request (headers and Content-Length body) and answers with the next scripted
+    bytes, closing the connection after it when the script says so. Once the script runs out,
+    answers are ordinary 200s for the number of events in the request."""
+
+    def __init__(self, script: list[tuple[bytes, bool]]) -> None:
+        self.script = list(script)
+        self.requests: list[dict] = []
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _connected(self, conn: socket.socket, port: int) -> None:
+        t = threading.Thread(target=self._serve, args=(conn, port), daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def _serve(self, conn: socket.socket, port: int) -> None:
         with conn:
@@ -212,44 +227,26 @@ def test_header_block_refuses_line_breaks_and_non_latin1():
 
 
 # ------------------------------------------------------------------------------------ HTTPS
-class TLSFront:
+class TLSFront(_LoopbackListener):
     """A TLS server on 127.0.0.1 that hands each connection's bytes to a plain server and back."""
 
     def __init__(self, backend_port: int, cert: str, key: str) -> None:
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ctx.load_cert_chain(cert, key)
         self._backend = backend_port
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self.handshakes = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(_IO_TIMEOUT)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
-                continue
-            raw.settimeout(_IO_TIMEOUT)
-            try:
-                tls = self._ctx.wrap_socket(raw, server_side=True)
-            except (OSError, ssl.SSLError):
-                raw.close()
-                continue
-            self.handshakes += 1
-            backend = socket.create_connection(("127.0.0.1", self._backend), timeout=_IO_TIMEOUT)
-            for src, dst in ((tls, backend), (backend, tls)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+    def _connected(self, raw: socket.socket, port: int) -> None:
+        try:
+            tls = self._ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        self.handshakes += 1
+        backend = socket.create_connection(("127.0.0.1", self._backend), timeout=_IO_TIMEOUT)
+        for src, dst in ((tls, backend), (backend, tls)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
