@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 from libhoney.version import VERSION as LIBHONEY_VERSION
 
-from beeline.transmission.delivery import CLOSED_ERROR, Delivery
+from beeline.transmission.delivery import CLOSED_ERROR, MAX_BODY_BYTES, Delivery
 from beeline.transmission.http import Connections
 from beeline.transmission.pipeline import Marker, Pipeline
 from beeline.transmission.responses import ResponseQueue, response
@@ -59,7 +59,7 @@ class BeelineTransmission:
         max_concurrent_batches: int = 10,
         block_on_send: bool = False,
         block_on_response: bool = False,
-        max_batch_size: int = 100,
+        max_batch_size: int = 500,
         send_frequency: Union[float, timedelta] = 0.25,
         user_agent_addition: str = "",
         debug: bool = False,
@@ -76,6 +76,7 @@ class BeelineTransmission:
         retry_max_elapsed: float = 30.0,
         close_timeout: float = 10.0,
         warning_interval: float = 60.0,
+        max_batch_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         if isinstance(send_frequency, timedelta):
             send_frequency = send_frequency.total_seconds()
@@ -85,6 +86,7 @@ class BeelineTransmission:
         self.max_batch_size = max(1, int(max_batch_size))
         self.send_frequency = float(send_frequency)
         self.max_pending = max(1, int(max_pending))
+        self.max_batch_bytes = max(1, int(max_batch_bytes))
         self.gzip_enabled = bool(gzip_enabled)
         self.gzip_compression_level = int(gzip_compression_level)
         self.debug = bool(debug)
@@ -186,7 +188,8 @@ class BeelineTransmission:
             gzip_enabled=self.gzip_enabled, gzip_level=self.gzip_compression_level,
             stats=self._stats, warner=self._warner, responses=self._responses,
             block_on_response=self.block_on_response, abort=abort,
-            response_deadline=lambda: self._closing_deadline, debug=self.debug)
+            response_deadline=lambda: self._closing_deadline, debug=self.debug,
+            max_body=self.max_batch_bytes)
         pipe = Pipeline(max_pending=self.max_pending, max_batch_size=self.max_batch_size,
                         send_frequency=self.send_frequency,
                         max_concurrent_batches=self.max_concurrent_batches,

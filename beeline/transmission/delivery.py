@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from beeline.transmission.encoding import encode_batch, gzip_bytes
+from beeline.transmission.encoding import encode_events, gzip_bytes, split_bodies
 from beeline.transmission.exchange import header_block
 from beeline.transmission.http import Connections, Endpoint, Reply, TransportError, batch_path, parse_api_host
 from beeline.transmission.pipeline import Batch
@@ -27,14 +27,18 @@ log = logging.getLogger("beeline")
 _STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.RemoteDisconnected)
 
 CLOSED_ERROR = "transmission closed before the event was delivered"
+# The Events API's limit on one batch request body: a larger one is refused with every event.
+MAX_BODY_BYTES = 5_000_000
 
 
 class Delivery:
     def __init__(self, *, connections: Connections, policy: RetryPolicy, user_agent: str,
                  gzip_enabled: bool, gzip_level: int, stats: Stats, warner: RateLimitedWarning,
                  responses: ResponseQueue, block_on_response: bool, abort: threading.Event,
-                 response_deadline: Callable[[], Optional[float]], debug: bool = False) -> None:
+                 response_deadline: Callable[[], Optional[float]], debug: bool = False,
+                 max_body: int = MAX_BODY_BYTES) -> None:
         self._conns = connections
+        self._max_body = max_body
         self._policy = policy
         self._user_agent = user_agent
         self._gzip = gzip_enabled
@@ -60,19 +64,25 @@ class Delivery:
                 self.fail(events, 0, CLOSED_ERROR, started)
                 return
             endpoint = self._endpoint(api_host)
-            body, events, rejected = encode_batch(events)
+            texts, events, rejected = encode_events(events)
             for ev, why in rejected:
                 self.fail([ev], 0, why, started)
             if not events:
                 return
-            if self._gzip:
-                body = gzip_bytes(body, self._gzip_level)
+            bodies = split_bodies(texts, events, self._max_body)
             headers = self._headers(writekey)
             path = batch_path(endpoint, dataset)
         except Exception as exc:
             self.fail(events, 0, f"batch could not be prepared: {exc!r}", started)
             return
-        self._send(endpoint, path, body, headers, events, started)
+        for body, part in bodies:
+            try:
+                if self._gzip:
+                    body = gzip_bytes(body, self._gzip_level)
+            except Exception as exc:
+                self.fail(part, 0, f"batch could not be compressed: {exc!r}", started)
+                continue
+            self._send(endpoint, path, body, headers, part, started)
 
     def _headers(self, writekey: str) -> bytes:
         """The fixed header lines of a batch request for ``writekey``, made once per key."""

@@ -138,60 +138,71 @@ def _span_item(ev: Any) -> Optional[str]:
     return f'{{"time":"{when}","samplerate":{rate},"data":{{{base}}}}}'
 
 
-def encode_batch(events: Sequence[Any]) -> tuple[bytes, list[Any], list[tuple[Any, str]]]:
-    """Encode ``events`` as one JSON array.
+def encode_events(events: Sequence[Any]) -> tuple[list[str], list[Any], list[tuple[Any, str]]]:
+    """Each event as the JSON text of its batch item.
 
-    Returns ``(body, encoded, rejected)``: ``encoded`` lists the events in ``body`` in order,
-    ``rejected`` pairs each event left out with the reason.
+    Returns ``(texts, encoded, rejected)``: ``texts[i]`` is the item of ``encoded[i]``, in the
+    order given; ``rejected`` pairs each event left out with the reason.
     """
-    parts: list[str] = []
+    texts: list[str] = []
     encoded: list[Any] = []
     rejected: list[tuple[Any, str]] = []
-    others: list[Any] = []
     for ev in events:
+        text = None
         if isinstance(ev, SpanEvent):
             try:
                 text = _span_item(ev)
             except Exception:
                 text = None  # the ordinary way says what is wrong with it
-            if text is not None:
-                parts.append(text)
-                encoded.append(ev)
+        if text is None:
+            text = _other_item(ev, rejected)
+            if text is None:
                 continue
-        others.append(ev)
-    if others:
-        _encode_others(others, parts, encoded, rejected)
-    body = "[" + ",".join(parts) + "]"
-    return body.encode("utf-8"), encoded, rejected
+        texts.append(text)
+        encoded.append(ev)
+    return texts, encoded, rejected
 
 
-def _encode_others(events: list, parts: list, encoded: list, rejected: list) -> None:
-    """The ordinary road, as libhoney reads an event: ``created_at`` and ``fields()``. All in
-    one encoder call, or, when some item cannot be encoded, one by one so that only those are
-    rejected."""
-    items = []
-    kept = []
-    for ev in events:
-        try:
-            items.append({"time": event_time(ev.created_at), "samplerate": ev.sample_rate,
-                          "data": ev.fields()})
-            kept.append(ev)
-        except Exception as exc:
-            rejected.append((ev, f"event could not be read: {exc!r}"))
-    if not items:
-        return
+def _other_item(ev: Any, rejected: list) -> Optional[str]:
+    """The ordinary road, as libhoney reads an event: ``created_at`` and ``fields()``."""
     try:
-        parts.append(_dumps(items)[1:-1])
-        encoded.extend(kept)
-        return
-    except Exception:
-        pass
-    for ev, item in zip(kept, items):
-        try:
-            parts.append(_dumps_item(item))
-            encoded.append(ev)
-        except Exception as exc:
-            rejected.append((ev, f"event could not be encoded as JSON: {exc!r}"))
+        item = {"time": event_time(ev.created_at), "samplerate": ev.sample_rate, "data": ev.fields()}
+    except Exception as exc:
+        rejected.append((ev, f"event could not be read: {exc!r}"))
+        return None
+    try:
+        return _dumps_item(item)
+    except Exception as exc:
+        rejected.append((ev, f"event could not be encoded as JSON: {exc!r}"))
+        return None
+
+
+def encode_batch(events: Sequence[Any]) -> tuple[bytes, list[Any], list[tuple[Any, str]]]:
+    """Encode ``events`` as one JSON array: ``(body, encoded, rejected)`` as ``encode_events``."""
+    texts, encoded, rejected = encode_events(events)
+    return join_items(texts), encoded, rejected
+
+
+def join_items(texts: Sequence[str]) -> bytes:
+    return ("[" + ",".join(texts) + "]").encode("utf-8")
+
+
+def split_bodies(texts: list[str], events: list[Any], max_bytes: int) -> list[tuple[bytes, list[Any]]]:
+    """The batch as request bodies of at most ``max_bytes`` each (the Events API refuses a
+    larger body, and with it every event inside), in order. An event too large on its own
+    gets a body of its own, so that only it is refused."""
+    # The text is ASCII (the encoder escapes the rest), so characters are bytes.
+    if sum(map(len, texts)) + len(texts) + 1 <= max_bytes:
+        return [(join_items(texts), events)]
+    bodies = []
+    start, size = 0, 1
+    for i, text in enumerate(texts):
+        if i > start and size + len(text) + 1 > max_bytes:
+            bodies.append((join_items(texts[start:i]), events[start:i]))
+            start, size = i, 1
+        size += len(text) + 1
+    bodies.append((join_items(texts[start:]), events[start:]))
+    return bodies
 
 
 def gzip_bytes(data: bytes, level: int) -> bytes:
