@@ -39,7 +39,7 @@ class Settings:
     sample_rate: int = 1
     api_host: str = DEFAULT_API_HOST
     max_concurrent_batches: int = 10
-    max_batch_size: int = 100
+    max_batch_size: int = 500
     send_frequency: float = 0.25
     block_on_send: bool = False
     block_on_response: bool = False
@@ -72,7 +72,7 @@ def resolve(
     sample_rate: Any = 1,
     api_host: str = DEFAULT_API_HOST,
     max_concurrent_batches: int = 10,
-    max_batch_size: int = 100,
+    max_batch_size: int = 500,
     send_frequency: float = 0.25,
     block_on_send: bool = False,
     block_on_response: bool = False,

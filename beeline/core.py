@@ -80,7 +80,7 @@ class Beeline(DeprecatedBeelineMethods):
         sample_rate: int = 1,
         api_host: str = config.DEFAULT_API_HOST,
         max_concurrent_batches: int = 10,
-        max_batch_size: int = 100,
+        max_batch_size: int = 500,
         send_frequency: float = 0.25,
         block_on_send: bool = False,
         block_on_response: bool = False,
