@@ -61,6 +61,11 @@ def drain(q: "queue.Queue", timeout: float = 5.0, until_none: bool = False, coun
     return out
 
 
+def responses_by_metadata(xmit: BeelineTransmission, **drain_args: Any) -> dict:
+    """The responses ``drain`` reads (close()'s final None left out), keyed by metadata."""
+    return {r["metadata"]: r for r in drain(xmit.get_response_queue(), **drain_args) if r is not None}
+
+
 def delivered_ids(rx: Any) -> list:
     return sorted(e["data"]["i"] for e in rx.events)
 

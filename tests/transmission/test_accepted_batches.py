@@ -4,7 +4,7 @@ event. Both must come to the same counts and responses."""
 import pytest
 
 from beeline.transmission.delivery import _all_accepted
-from tests.transmission.helpers import drain, make, send_n
+from tests.transmission.helpers import drain, make, responses_by_metadata, send_n
 
 
 def outcome(xmit, responses_expected: int) -> tuple:
@@ -57,7 +57,7 @@ def test_an_all_202_array_one_item_short_still_fails_the_last_event(rx):
     xmit = make(send_frequency=30)
     send_n(xmit, rx.url, 4)
     assert xmit.flush(5)
-    by_meta = {r["metadata"]: r for r in drain(xmit.get_response_queue(), count=4)}
+    by_meta = responses_by_metadata(xmit, count=4)
     assert [by_meta[i]["status_code"] for i in range(3)] == [202, 202, 202]
     assert (by_meta[3]["status_code"], by_meta[3]["error"]) == (200, "no status for this event in the response")
     assert (xmit.stats["sent"], xmit.stats["failed"]) == (3, 1)
@@ -69,7 +69,7 @@ def test_a_float_status_is_not_taken_for_an_accepted_event(rx):
     xmit = make(send_frequency=30)
     send_n(xmit, rx.url, 2)
     assert xmit.flush(5)
-    by_meta = {r["metadata"]: r for r in drain(xmit.get_response_queue(), count=2)}
+    by_meta = responses_by_metadata(xmit, count=2)
     assert (by_meta[0]["status_code"], by_meta[0]["error"]) == (202, None)
     assert (by_meta[1]["status_code"], by_meta[1]["error"]) == (200, "no status for this event in the response")
     assert (xmit.stats["sent"], xmit.stats["failed"]) == (1, 1)

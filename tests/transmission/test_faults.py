@@ -5,7 +5,7 @@ import logging
 
 
 from beeline.transmission.retry import RetryPolicy, is_retryable_status, parse_retry_after
-from tests.transmission.helpers import delivered_ids, drain, make, send_n, wait_until
+from tests.transmission.helpers import delivered_ids, drain, make, responses_by_metadata, send_n, wait_until
 
 
 def test_receiver_down_at_start_and_back_later(rx):
@@ -150,7 +150,7 @@ def test_partial_status_array_reports_missing_events(rx):
     xmit = make(send_frequency=30)
     send_n(xmit, rx.url, 4)
     assert xmit.flush(5)
-    by_meta = {r["metadata"]: r for r in drain(xmit.get_response_queue(), count=4)}
+    by_meta = responses_by_metadata(xmit, count=4)
     assert (by_meta[0]["status_code"], by_meta[0]["error"]) == (202, None)
     assert (by_meta[1]["status_code"], by_meta[1]["error"]) == (400, "too big")
     for i in (2, 3):

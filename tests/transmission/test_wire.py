@@ -10,7 +10,7 @@ from beeline.events import SpanEvent
 from beeline.transmission import BeelineTransmission
 from beeline.version import VERSION
 from tests.receiver import LoopbackReceiver
-from tests.transmission.helpers import Ev, delivered_ids, drain, make, send_n
+from tests.transmission.helpers import Ev, delivered_ids, drain, make, responses_by_metadata, send_n
 
 
 def test_libhoney_client_drives_it_headers_gzip_and_user_agent(rx):
@@ -130,7 +130,7 @@ def test_an_unencodable_event_fails_alone(rx):
     xmit.send(Ev({"i": 2}, rx.url, metadata="ok-2"))
     xmit.close()
     assert delivered_ids(rx) == [0, 2]
-    responses = {r["metadata"]: r for r in drain(xmit.get_response_queue(), until_none=True)[:-1]}
+    responses = responses_by_metadata(xmit, until_none=True)
     assert responses["bad"]["status_code"] == 0
     assert "could not be encoded" in responses["bad"]["error"]
     assert responses["ok-0"]["status_code"] == 202
