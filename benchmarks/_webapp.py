@@ -5,6 +5,8 @@ BENCH_MODE picks the instrumentation:
   discard   beeline + Flask middleware, a transmission that throws events away
   libhoney  beeline + Flask middleware, libhoney's threaded Transmission
   beeline   beeline + Flask middleware, beeline's own transmission
+  beeline-stdlib  the same, its span events encoded by the stdlib json module even when
+            orjson (the `fast` extra) is installed
 BENCH_SINK is the receiver's URL. GET /__flush delivers what is queued and answers with the
 number of spans handed to the transmission, so the benchmark can check every one arrived.
 """
@@ -59,9 +61,13 @@ if MODE != "none":
         from libhoney.transmission import Transmission
 
         inner = Transmission()
-    elif MODE == "beeline":
+    elif MODE in ("beeline", "beeline-stdlib"):
         from beeline.transmission import BeelineTransmission
 
+        if MODE == "beeline-stdlib":
+            from beeline.transmission import encoding
+
+            encoding.fast_dumps = None
         inner = BeelineTransmission()
     else:
         inner = None

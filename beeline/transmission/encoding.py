@@ -10,6 +10,12 @@ arrive pre-encoded with the event's class and are spliced in as text, and the ti
 from the span's float start time without building a datetime. Every other event (libhoney's,
 a user's) is read through ``created_at`` and ``fields()`` as libhoney's transmissions read it.
 Both roads give the same JSON text for the same event.
+
+With orjson installed (the ``fast`` extra), a span's own fields are encoded by orjson when their
+values are all of the plain types (str, int, float, bool, None) and the text it gives means the
+same (see ``_fast_members``): about half the cost of the stdlib encoder, on a thread that holds
+the GIL while it encodes. The text is then the same except for the spelling of floats below
+1e-4 (``0.00001`` where the stdlib writes ``1e-05``), which parse to the same number.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from typing import Any, Callable, Optional, Sequence
 
 from beeline.events import SpanEvent
 from beeline.finite import finite
+
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # the `fast` extra is not installed: the stdlib encoder does it all
+    _orjson_dumps = None
+
+#: The encoder ``_fast_members`` uses: orjson's ``dumps`` when it is installed, else None.
+#: Tests and benchmarks set it to None to measure the stdlib road alone.
+fast_dumps: Optional[Callable[[Any], bytes]] = _orjson_dumps
 
 # Kept byte for byte: users may already filter on this value in their datasets.
 UNENCODABLE = "libhoney was unable to encode value"
@@ -59,6 +74,34 @@ def _chunk_encoder() -> Callable[[Any, int], Any]:
 
 _encode_chunks = _chunk_encoder()
 _join = "".join
+
+
+# The value types orjson writes as the stdlib encoder does. Not an Enum (orjson writes its
+# value, the stdlib its str()), a datetime, a dataclass, a subclass, a dict or a list (inside
+# which a NaN could hide).
+_PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))
+_NONE_TYPE = type(None)
+
+
+def _fast_members(own: dict) -> Optional[str]:
+    """``own`` as JSON text through orjson, or None when its text could mean something else
+    than the stdlib encoder's: a value not of a plain type, a NaN or an infinity (orjson writes
+    them as null, the stdlib road as a string, see ``beeline.finite``), a key that is not a str
+    or an int beyond 64 bits (orjson refuses them), or any non-ASCII character (the stdlib
+    escapes them, and ``split_bodies`` counts characters as bytes)."""
+    types = [*map(type, own.values())]
+    if not _PLAIN_TYPES.issuperset(types):
+        return None
+    try:
+        out = fast_dumps(own)  # type: ignore[misc]
+    except Exception:
+        return None
+    # Every null orjson wrote must be a None: one more is a NaN or an infinity.
+    if float in types and out.count(b"null") != types.count(_NONE_TYPE):
+        return None
+    if not out.isascii():
+        return None
+    return out.decode("ascii")
 
 
 def _dumps(value: Any) -> str:
@@ -133,7 +176,7 @@ def _span_item(ev: Any) -> Optional[str]:
         return None
     when = wall_time(wall)
     if own:
-        members = _join(_encode_chunks(own, 0))
+        members = (fast_dumps is not None and _fast_members(own)) or _join(_encode_chunks(own, 0))
         return f'{{"time":"{when}","samplerate":{rate},"data":{{{base},{members[1:]}}}'
     return f'{{"time":"{when}","samplerate":{rate},"data":{{{base}}}}}'
 
