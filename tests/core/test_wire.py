@@ -138,6 +138,26 @@ def test_without_a_write_key_nothing_goes_to_the_network(tmp_path):
     assert lines[0]["data"]["trace.parent_id"] == lines[1]["data"]["trace.span_id"]
 
 
+def test_trace_file_lines_are_strict_json_with_nan_as_a_string(tmp_path):
+    trace_file = tmp_path / "traces.jsonl"
+    result = run_child("""
+        import beeline
+        beeline.init(service_name="local-svc")
+        with beeline.tracer("odd"):
+            beeline.add_context_field("ratio", float("nan"))
+            beeline.add_context_field("limits", [float("inf"), -float("inf"), 1.5])
+        beeline.close()
+    """, {"BEELINE_TRACE_FILE": str(trace_file)})
+    assert result.returncode == 0, result.stderr
+
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    [line] = [json.loads(text, parse_constant=refuse) for text in trace_file.read_text().splitlines()]
+    assert line["data"]["ratio"] == "NaN"
+    assert line["data"]["limits"] == ["Infinity", "-Infinity", 1.5]
+
+
 def test_explicit_transmission_wins_over_the_local_sink(beeline_recorder):
     with beeline.tracer("root"):
         pass
