@@ -8,7 +8,6 @@ JSON line in libhoney's FileTransmission format, which `python -m beeline view F
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -16,7 +15,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import IO, Any, Optional
 
-from beeline.finite import finite
+from beeline import finite
 
 MAX_PENDING_TRACES = 1000
 
@@ -26,16 +25,6 @@ def json_default(value: Any) -> str:
         return str(value)
     except Exception:
         return "unencodable value"
-
-
-def json_line(record: dict) -> str:
-    """``record`` as one line of JSON. NaN and infinite floats become strings, as the
-    transmission sends them (see ``beeline.finite``): a bare ``NaN`` is not JSON, and tools
-    other than our viewer (jq, a JSON Lines reader) refuse the whole line."""
-    try:
-        return json.dumps(record, default=json_default, allow_nan=False)
-    except ValueError:
-        return json.dumps(finite(record), default=json_default, allow_nan=False)
 
 
 def event_time(ev: Any) -> str:
@@ -77,7 +66,9 @@ class LocalSink:
 
     def send(self, ev: Any) -> None:
         if self._file is not None:
-            line = json_line(event_record(ev, self._user_agent))
+            # NaN and infinities as strings, as the transmission sends them: a bare NaN is not
+            # JSON, and readers other than our viewer (jq, JSON Lines tools) refuse the line.
+            line = finite.dumps(event_record(ev, self._user_agent), default=json_default)
             with self._lock:
                 self._file.write(line + "\n")
         if self._show:

@@ -49,9 +49,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (a process's or one thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu_seconds(pid: int) -> dict:
@@ -60,10 +65,9 @@ def thread_cpu_seconds(pid: int) -> dict:
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = stat_cpu_seconds(task / "stat")
         except OSError:
             continue  # the thread ended meanwhile
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
 
@@ -133,7 +137,7 @@ def measure(mode: str, sink, wrk_path: str, seconds: float) -> dict:
         threads1 = thread_cpu_seconds(app.worker)
         report = json.loads(get(app.url + "/__flush"))
         spans = report["spans"] - before
-        delivered = sink.wait_for(spans, timeout=30) if mode != "discard" and mode != "none" else None
+        delivered = sink.wait_for(spans, timeout=30) if mode not in ("none", "discard") else None
     finally:
         app.stop()
     request_thread = threads1.get(app.worker, 0.0) - threads0.get(app.worker, 0.0)
@@ -172,27 +176,24 @@ def run(seconds: float = 10.0, repeat: int = 3) -> list:
     ours, theirs, discard = results["beeline"], results["libhoney"], results["discard"]
     ratio, ratio_cpu = ours["rps"] / base, base_cpu / ours["cpu_us"]
 
-    def median_rps(mode: str) -> float:
-        return statistics.median(r["rps"] for r in every[mode])
-
-    def median_us(mode: str, key: str) -> float:
+    def median(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in every[mode])
 
     def threads_us(mode: str) -> float:
         return statistics.median(r["cpu_us"] - r["request_thread_us"] for r in every[mode])
 
-    base_median = median_rps("none")
+    base_median = median("none", "rps")
     stdlib = results["beeline-stdlib"]
     encoder = "orjson" if importlib.util.find_spec("orjson") else "stdlib json"
     rows = [
         ("gunicorn+Flask req/s (uninstrumented)", f"{base:,.0f}", f"{base:,.0f}", "-", "-", "n/a"),
         (f"gunicorn+Flask req/s ratio, all delivered ({encoder})", f"{ratio:.2f}", f"{theirs['rps'] / base:.2f}",
          f"{ours['rps'] / theirs['rps']:.2f}x", ">= 0.90", verdict(ratio >= 0.90)),
-        (f"  medians of the {repeat} runs instead of the best", f"{median_rps('beeline') / base_median:.2f}",
-         f"{median_rps('libhoney') / base_median:.2f}", "-", "(info)", "n/a"),
+        (f"  medians of the {repeat} runs instead of the best", f"{median('beeline', 'rps') / base_median:.2f}",
+         f"{median('libhoney', 'rps') / base_median:.2f}", "-", "(info)", "n/a"),
         # Without the `fast` extra: span events encoded by the stdlib json module.
         ("  stdlib json only: best, median", f"{stdlib['rps'] / base:.2f}, "
-         f"{median_rps('beeline-stdlib') / base_median:.2f}", "-", "-", "(info)", "n/a"),
+         f"{median('beeline-stdlib', 'rps') / base_median:.2f}", "-", "-", "(info)", "n/a"),
         ("  same ratio from worker CPU per request", f"{ratio_cpu:.2f}",
          f"{base_cpu / theirs['cpu_us']:.2f}", f"{theirs['cpu_us'] / ours['cpu_us']:.2f}x", ">= 0.90",
          verdict(ratio_cpu >= 0.90)),
@@ -207,8 +208,8 @@ def run(seconds: float = 10.0, repeat: int = 3) -> list:
         # Medians: where the added CPU runs. The request thread's share is what the transmission's
         # threads cost it indirectly (GIL hand-overs, caches), beyond send() itself.
         ("  request thread: none/discard/ours, us",
-         "/".join(f"{median_us(m, 'request_thread_us'):.0f}" for m in ("none", "discard", "beeline")),
-         f"{median_us('libhoney', 'request_thread_us'):.0f}", "-", "(info)", "n/a"),
+         "/".join(f"{median(m, 'request_thread_us'):.0f}" for m in ("none", "discard", "beeline")),
+         f"{median('libhoney', 'request_thread_us'):.0f}", "-", "(info)", "n/a"),
         ("  transmission threads, us", f"{threads_us('beeline'):.1f}", f"{threads_us('libhoney'):.1f}",
          "-", "(info)", "n/a"),
         ("spans delivered / produced", f"{ours['delivered']}/{ours['spans']}",

@@ -44,15 +44,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["HeaderDict", "LoopbackReceiver"]
+__all__ = ["HeaderDict", "LoopbackReceiver", "strict_loads"]
 
 _BATCH_PATH = re.compile(r"^(?P<prefix>.*)/1/batch/(?P<dataset>[^?]+)(?:\?.*)?$")
 
 
 def _not_json(name: str) -> Any:
-    # Python's json reads NaN and Infinity; the Events API does not, and answers 400 for the
-    # whole batch. So does this receiver.
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def strict_loads(text: Any) -> Any:
+    """``json.loads`` as strict as the Events API and other languages' parsers: Python's json
+    reads NaN and Infinity, they refuse the whole document (the API answers 400 for the whole
+    batch, and so does this receiver)."""
+    return json.loads(text, parse_constant=_not_json)
 
 
 # Longest a single planned delay may last: faults are bounded so a broken test cannot hang.
@@ -328,7 +333,7 @@ class LoopbackReceiver:
         is_gzip = (h.headers.get("Content-Encoding") or "").lower() == "gzip"
         try:
             payload = gzip.decompress(raw) if is_gzip else raw
-            body = json.loads(payload.decode("utf-8"), parse_constant=_not_json)
+            body = strict_loads(payload.decode("utf-8"))
         except (OSError, ValueError) as exc:
             self._record(h, received_at, None, is_gzip, "bad_request")
             h._answer(400, json.dumps({"error": f"unreadable body: {exc}"}).encode())

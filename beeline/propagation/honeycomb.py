@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import beeline.propagation as _propagation
-from beeline.finite import finite
+from beeline import finite
 from beeline.propagation import PropagationContext, Request, _read_header, _shorten
 
 __all__ = [
@@ -81,12 +81,9 @@ def _encode_context(trace_fields: dict[str, Any] | None) -> str:
     if any(key in fields for key in _W3C_ONLY_FIELDS):
         fields = {k: v for k, v in fields.items() if k not in _W3C_ONLY_FIELDS}
     # Default separators on purpose: they make the header identical to the reference's.
-    try:
-        text = json.dumps(fields, default=str, allow_nan=False)
-    except ValueError:
-        # A NaN or infinity: the reference wrote a bare NaN, which strict parsers (beelines in
-        # other languages) refuse, losing every trace field.
-        text = json.dumps(finite(fields), default=str)
+    # A NaN or infinity as a string: the reference wrote a bare NaN, which strict parsers
+    # (beelines in other languages) refuse, losing every trace field.
+    text = finite.dumps(fields, default=str)
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 

@@ -8,7 +8,7 @@ import textwrap
 
 import beeline
 from beeline.version import VERSION
-from tests.receiver import LoopbackReceiver
+from tests.receiver import LoopbackReceiver, strict_loads
 
 CLASSIC = "0123456789abcdef0123456789abcdef"
 
@@ -149,11 +149,7 @@ def test_trace_file_lines_are_strict_json_with_nan_as_a_string(tmp_path):
         beeline.close()
     """, {"BEELINE_TRACE_FILE": str(trace_file)})
     assert result.returncode == 0, result.stderr
-
-    def refuse(name):
-        raise AssertionError(f"{name} is not JSON")
-
-    [line] = [json.loads(text, parse_constant=refuse) for text in trace_file.read_text().splitlines()]
+    [line] = [strict_loads(text) for text in trace_file.read_text().splitlines()]
     assert line["data"]["ratio"] == "NaN"
     assert line["data"]["limits"] == ["Infinity", "-Infinity", 1.5]
 

@@ -19,6 +19,7 @@ from beeline.propagation.honeycomb import (
     unmarshal_propagation_context,
     unmarshal_propagation_context_with_dataset,
 )
+from tests.receiver import strict_loads
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -87,11 +88,7 @@ class TestMarshal:
                   "app.user": "bob"}
         header = marshal_propagation_context(PropagationContext(TRACE_ID, SPAN_ID, fields))
         encoded = header.split("context=", 1)[1]
-
-        def refuse(name: str) -> None:
-            raise AssertionError(f"{name} is not JSON")
-
-        sent = json.loads(base64.b64decode(encoded), parse_constant=refuse)
+        sent = strict_loads(base64.b64decode(encoded))
         assert sent == {"app.ratio": "NaN", "app.max": "Infinity", "app.deep": ["-Infinity", 1.5],
                         "app.user": "bob"}
         assert unmarshal_propagation_context(header)[2] == sent

@@ -13,8 +13,8 @@ import pytest
 
 from beeline.transmission import encoding
 from beeline.transmission.encoding import encode_batch
+from tests.receiver import strict_loads
 from tests.transmission.helpers import make
-from tests.transmission.test_non_finite_floats import strict_loads
 from tests.transmission.test_span_encoding import BASE, span_event
 
 orjson = pytest.importorskip("orjson")

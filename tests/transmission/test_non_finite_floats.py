@@ -4,7 +4,6 @@ event of that batch. Here such a value is sent as a string ("NaN", "Infinity", "
 and the batch is accepted. The loopback receiver parses as strictly as the API does."""
 
 import gzip
-import json
 import urllib.error
 import urllib.request
 
@@ -12,17 +11,11 @@ import libhoney
 import pytest
 
 from beeline.transmission.encoding import encode_batch
+from tests.receiver import strict_loads
 from tests.transmission.helpers import Ev, drain, make
 from tests.transmission.test_span_encoding import BASE, span_event
 
 NAN, INF = float("nan"), float("inf")
-
-
-def strict_loads(body: bytes):
-    def refuse(name):
-        raise AssertionError(f"{name} is not JSON")
-
-    return json.loads(body, parse_constant=refuse)
 
 
 @pytest.mark.parametrize("value, sent", [(NAN, "NaN"), (INF, "Infinity"), (-INF, "-Infinity")])
