@@ -165,6 +165,14 @@ def _validate_api_host(api_host: Any) -> str:
     api_host = _text("api_host", api_host) or DEFAULT_API_HOST
     if not api_host.startswith(("http://", "https://")):
         raise ValueError(f"beeline.init: api_host must start with http:// or https://, got {api_host!r}")
+    # Read as the transmission will read it, so that a host no request can go to (a bad port,
+    # a space) is refused here rather than failing every batch later.
+    from beeline.transmission.http import parse_api_host
+
+    try:
+        parse_api_host(api_host)
+    except ValueError as exc:
+        raise ValueError(f"beeline.init: {exc}") from None
     return api_host
 
 

@@ -120,6 +120,11 @@ class Delivery:
             except TransportError as exc:
                 status, error, text = 0, str(exc), ""
                 immediate = exc.reused and attempt == 1 and isinstance(exc.cause, _STALE)
+            except Exception as exc:
+                # Not a network error but a request that cannot be made at all (a TLS setup
+                # that fails, say): trying again would fail the same way.
+                self.fail(events, 0, f"request could not be made: {exc!r}", started)
+                return
             else:
                 if 200 <= reply.status < 300:
                     self._report(reply, events, started)

@@ -19,6 +19,9 @@ from typing import BinaryIO, Mapping
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
 _END = (b"\r\n", b"\n", b"")
+# Far more than any answer to a batch (about 15 bytes per event). A longer body is not one, and
+# reading it whole could take the process's memory.
+_MAX_BODY = 64 * 1024 * 1024
 
 
 def header_block(headers: Mapping[str, str]) -> bytes:
@@ -65,13 +68,15 @@ def read_reply(reader: BinaryIO) -> tuple[int, dict, bytes, bool]:
         return status, headers, _chunked(reader), keep_alive
     length = headers.get("content-length")
     if length is None:
-        return status, headers, reader.read(), False
+        return status, headers, _to_end(reader), False
     try:
         size = int(length)
     except ValueError:
         raise http.client.HTTPException(f"invalid Content-Length {length!r}") from None
     if size < 0:
         raise http.client.HTTPException(f"invalid Content-Length {length!r}")
+    if size > _MAX_BODY:
+        raise http.client.HTTPException(f"answer too large (Content-Length {size})")
     body = reader.read(size)
     if len(body) < size:
         raise http.client.IncompleteRead(body, size - len(body))
@@ -114,8 +119,23 @@ def _headers(reader: BinaryIO) -> dict:
     raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
 
 
+def _to_end(reader: BinaryIO) -> bytes:
+    """The body of an answer without a length: everything until the server closes."""
+    parts = []
+    total = 0
+    while True:
+        part = reader.read(65536)
+        if not part:
+            return b"".join(parts)
+        total += len(part)
+        if total > _MAX_BODY:
+            raise http.client.HTTPException(f"answer too large (more than {_MAX_BODY} bytes)")
+        parts.append(part)
+
+
 def _chunked(reader: BinaryIO) -> bytes:
     chunks = []
+    total = 0
     while True:
         line = _line(reader, "chunk size")
         try:
@@ -126,6 +146,9 @@ def _chunked(reader: BinaryIO) -> bytes:
             raise http.client.IncompleteRead(b"".join(chunks))
         if size == 0:
             break
+        total += size
+        if total > _MAX_BODY:
+            raise http.client.HTTPException(f"answer too large (more than {_MAX_BODY} bytes in chunks)")
         data = reader.read(size)
         if len(data) < size:
             raise http.client.IncompleteRead(b"".join(chunks) + data, size - len(data))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -77,15 +78,27 @@ def _bracket(host: str) -> str:
 
 
 def parse_api_host(api_host: str) -> Endpoint:
-    """Scheme, host, port and path prefix of an ``api_host`` such as ``https://proxy/x/``."""
+    """Scheme, host, port and path prefix of an ``api_host`` such as ``https://proxy/x/``.
+    Raises ValueError for one no request could be sent to."""
     parts = urlsplit(api_host.strip())
     scheme = (parts.scheme or "https").lower()
     if scheme not in ("http", "https"):
         raise ValueError(f"api_host must be an http or https URL, got {api_host!r}")
     if not parts.hostname:
         raise ValueError(f"api_host has no host: {api_host!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
-    return Endpoint(scheme, parts.hostname, port, parts.path.rstrip("/"))
+    port = parts.port or (443 if scheme == "https" else 80)  # ValueError when out of range
+    if _UNSENDABLE_HOST.search(parts.hostname):
+        # http.client refuses such a host when it connects: every batch would fail there.
+        raise ValueError(f"api_host has a space or control character in its host: {api_host!r}")
+    endpoint = Endpoint(scheme, parts.hostname, port, parts.path.rstrip("/"))
+    try:
+        endpoint.host_header
+    except UnicodeError as exc:
+        raise ValueError(f"api_host has a host name that cannot be encoded: {api_host!r} ({exc})") from None
+    return endpoint
+
+
+_UNSENDABLE_HOST = re.compile("[\x00-\x20\x7f]")
 
 
 def batch_path(endpoint: Endpoint, dataset: str) -> str:
@@ -186,6 +199,9 @@ class Connections:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             self._drop(conn)
             raise TransportError(exc, reused) from exc
+        except BaseException:
+            self._drop(conn)  # in the middle of an exchange: never to be used again
+            raise
         if keep_alive:
             self._return(endpoint, conn)
         else:

@@ -186,6 +186,8 @@ def test_interim_100_continue_is_skipped():
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",          # bad chunk size
     b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",                       # bad length
     b"",                                                                      # closed, no answer
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n\r\n",           # no memory holds it
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",  # nor this chunk
 ])
 def test_a_broken_answer_is_a_transport_error_and_retried(bad):
     with ScriptedServer([(bad, True)]) as server:
@@ -193,6 +195,58 @@ def test_a_broken_answer_is_a_transport_error_and_retried(bad):
         assert len(server.requests) == 2
     assert (stats["sent"], stats["failed"], stats["retried"], stats["batches"]) == (3, 0, 3, 2)
     assert [r["status_code"] for r in responses] == [202] * 3
+
+
+def test_an_answer_longer_than_any_batch_answer_is_not_read_to_its_end(monkeypatch):
+    # The limit is far above any real answer (64 MiB); lowered here so the test sends little.
+    from beeline.transmission import exchange
+
+    monkeypatch.setattr(exchange, "_MAX_BODY", 1000)
+    endless = b"HTTP/1.0 200 OK\r\n\r\n" + b" " * 2000 + accepted(3)
+    with ScriptedServer([(endless, True)]) as server:
+        stats, responses = deliver(server.url, 3)
+        assert len(server.requests) == 2
+    assert (stats["sent"], stats["failed"], stats["retried"]) == (3, 0, 3)
+    assert [r["status_code"] for r in responses] == [202] * 3
+
+
+def test_an_api_host_no_request_can_go_to_fails_its_events_visibly():
+    # Set on the events themselves (init() refuses such a host): each is counted and reported
+    # failed, none is lost in a log line.
+    xmit = make(send_frequency=30)
+    hosts = ["http://exa mple.com", "http://a\x7fb", "http://example.com:99999"]
+    for i, host in enumerate(hosts):
+        xmit.send(Ev({"i": i}, host, metadata=i))
+    assert xmit.flush(5)
+    responses = drain(xmit.get_response_queue(), count=3)
+    stats = xmit.stats
+    xmit.close()
+    assert (stats["failed"], stats["sent"], stats["batches"]) == (3, 0, 0)
+    assert sorted(r["metadata"] for r in responses) == [0, 1, 2]
+    assert all(r["status_code"] == 0 and "could not be prepared" in r["error"] for r in responses)
+
+
+def test_a_request_that_cannot_be_made_fails_its_events_once(monkeypatch):
+    # A TLS setup that fails (say, an unreadable certificate store) fails the same way every
+    # time: reported at once, not retried, and the worker goes on with the next batch.
+    import ssl as ssl_module
+
+    def broken():
+        raise ssl_module.SSLError("no certificate store")
+
+    monkeypatch.setattr("beeline.transmission.http.ssl.create_default_context", broken)
+    with ScriptedServer([]) as server:
+        xmit = make(send_frequency=30)
+        xmit.send(Ev({"i": 0}, "https://127.0.0.1:9", metadata="tls"))
+        send_n(xmit, server.url, 2)
+        assert xmit.flush(5)
+        responses = drain(xmit.get_response_queue(), count=3)
+        stats = xmit.stats
+        xmit.close()
+    assert (stats["failed"], stats["sent"], stats["retried"]) == (1, 2, 0)
+    (failed,) = [r for r in responses if r["metadata"] == "tls"]
+    assert failed["status_code"] == 0 and "request could not be made" in failed["error"]
+    assert "no certificate store" in failed["error"]
 
 
 def test_request_is_one_well_formed_post():
