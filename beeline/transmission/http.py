@@ -77,6 +77,9 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+_UNSENDABLE_HOST = re.compile("[\x00-\x20\x7f]")
+
+
 def parse_api_host(api_host: str) -> Endpoint:
     """Scheme, host, port and path prefix of an ``api_host`` such as ``https://proxy/x/``.
     Raises ValueError for one no request could be sent to."""
@@ -87,18 +90,15 @@ def parse_api_host(api_host: str) -> Endpoint:
     if not parts.hostname:
         raise ValueError(f"api_host has no host: {api_host!r}")
     port = parts.port or (443 if scheme == "https" else 80)  # ValueError when out of range
-    if _UNSENDABLE_HOST.search(parts.hostname):
+    host = parts.hostname
+    if _UNSENDABLE_HOST.search(host):
         # http.client refuses such a host when it connects: every batch would fail there.
         raise ValueError(f"api_host has a space or control character in its host: {api_host!r}")
-    endpoint = Endpoint(scheme, parts.hostname, port, parts.path.rstrip("/"))
     try:
-        endpoint.host_header
+        host.encode("idna")  # as DNS and the Host header need it: labels of 1 to 63 characters
     except UnicodeError as exc:
         raise ValueError(f"api_host has a host name that cannot be encoded: {api_host!r} ({exc})") from None
-    return endpoint
-
-
-_UNSENDABLE_HOST = re.compile("[\x00-\x20\x7f]")
+    return Endpoint(scheme, host, port, parts.path.rstrip("/"))
 
 
 def batch_path(endpoint: Endpoint, dataset: str) -> str:
