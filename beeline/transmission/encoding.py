@@ -220,12 +220,6 @@ def _other_item(ev: Any, rejected: list) -> Optional[str]:
         return None
 
 
-def encode_batch(events: Sequence[Any]) -> tuple[bytes, list[Any], list[tuple[Any, str]]]:
-    """Encode ``events`` as one JSON array: ``(body, encoded, rejected)`` as ``encode_events``."""
-    texts, encoded, rejected = encode_events(events)
-    return join_items(texts), encoded, rejected
-
-
 def join_items(texts: Sequence[str]) -> bytes:
     return ("[" + ",".join(texts) + "]").encode("utf-8")
 

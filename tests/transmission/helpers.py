@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from beeline.transmission import BeelineTransmission
+from beeline.transmission.encoding import encode_events, join_items
 
 # Short backoff so retries take milliseconds; generous budgets so they are never the limit
 # unless a test says so.
@@ -59,6 +60,13 @@ def drain(q: "queue.Queue", timeout: float = 5.0, until_none: bool = False, coun
             break
         out.append(item)
     return out
+
+
+def encode_batch(events: list) -> tuple:
+    """``events`` as one request body, as the transmission encodes a batch that fits in one:
+    ``(body, encoded, rejected)``, the last two as ``encode_events`` gives them."""
+    texts, encoded, rejected = encode_events(events)
+    return join_items(texts), encoded, rejected
 
 
 def responses_by_metadata(xmit: BeelineTransmission, **drain_args: Any) -> dict:

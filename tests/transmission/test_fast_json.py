@@ -12,9 +12,8 @@ from datetime import datetime, timezone
 import pytest
 
 from beeline.transmission import encoding
-from beeline.transmission.encoding import encode_batch
 from tests.receiver import strict_loads
-from tests.transmission.helpers import make
+from tests.transmission.helpers import encode_batch, make
 from tests.transmission.test_span_encoding import BASE, span_event
 
 orjson = pytest.importorskip("orjson")
@@ -141,9 +140,10 @@ def test_without_orjson_the_stdlib_encoder_does_it_all():
     code = (
         "import sys; sys.modules['orjson'] = None\n"
         "from beeline.transmission import encoding\n"
+        "from tests.transmission.helpers import encode_batch\n"
         "from tests.transmission.test_span_encoding import span_event\n"
         "assert encoding.fast_dumps is None\n"
-        "body, encoded, rejected = encoding.encode_batch([span_event({'tiny': 1e-05, 'n': None})])\n"
+        "body, encoded, rejected = encode_batch([span_event({'tiny': 1e-05, 'n': None})])\n"
         "print(body.decode())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

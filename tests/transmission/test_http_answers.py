@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 
 from beeline.transmission.exchange import header_block
-from tests.transmission.helpers import Ev, drain, make, send_n
+from tests.transmission.helpers import Ev, drain, make, responses_by_metadata, send_n
 
 _IO_TIMEOUT = 5.0
 
@@ -240,11 +240,11 @@ def test_a_request_that_cannot_be_made_fails_its_events_once(monkeypatch):
         xmit.send(Ev({"i": 0}, "https://127.0.0.1:9", metadata="tls"))
         send_n(xmit, server.url, 2)
         assert xmit.flush(5)
-        responses = drain(xmit.get_response_queue(), count=3)
+        responses = responses_by_metadata(xmit, count=3)
         stats = xmit.stats
         xmit.close()
     assert (stats["failed"], stats["sent"], stats["retried"]) == (1, 2, 0)
-    (failed,) = [r for r in responses if r["metadata"] == "tls"]
+    failed = responses["tls"]
     assert failed["status_code"] == 0 and "request could not be made" in failed["error"]
     assert "no certificate store" in failed["error"]
 

@@ -10,9 +10,8 @@ import urllib.request
 import libhoney
 import pytest
 
-from beeline.transmission.encoding import encode_batch
 from tests.receiver import strict_loads
-from tests.transmission.helpers import Ev, drain, make
+from tests.transmission.helpers import Ev, drain, encode_batch, make
 from tests.transmission.test_span_encoding import BASE, span_event
 
 NAN, INF = float("nan"), float("inf")

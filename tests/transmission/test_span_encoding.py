@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pytest
 
 from beeline.events import SpanEvent
-from beeline.transmission.encoding import encode_batch, wall_time
-from tests.transmission.helpers import Ev, make
+from beeline.transmission.encoding import wall_time
+from tests.transmission.helpers import Ev, encode_batch, make
 
 BASE = {"service_name": "shop", "service.name": "shop", "meta.beeline_version": "9.9.9",
         "meta.local_hostname": "host-1"}
