@@ -262,7 +262,12 @@ class Beeline(DeprecatedBeelineMethods):
         if sampler is not None:
             try:
                 keep, rate = sampler(fields)
-                rate = config.validate_sample_rate(rate)
+                # A falsy keep drops the span whatever the rate says: the documented way to drop
+                # is `return False, 0`. The truth test runs here, inside the guard, so a keep
+                # whose __bool__ raises counts as a failed hook.
+                keep = bool(keep)
+                if keep:
+                    rate = config.validate_sample_rate(rate)
             except Exception:
                 warn_once("sampler_hook", "beeline: sampler_hook failed; using deterministic sampling", exc_info=True)
                 rate = self.sample_rate

@@ -99,3 +99,34 @@ def test_bad_sample_rates_are_rejected_at_init(rate):
 def test_whole_float_rate_is_accepted(beeline_recorder_factory):
     beeline_recorder_factory(sample_rate=2.0)
     assert beeline.get_beeline().sample_rate == 2
+
+
+@pytest.mark.parametrize("dropping_answer", [(False, 0), (False, None), (0, 0), (None, "x"), ([], 1)])
+def test_sampler_hook_returning_a_falsy_keep_drops_the_span(beeline_recorder_factory, dropping_answer):
+    # The reference docs' own sampler drops with `return False, 0`; the rate is never looked at.
+    recorder = beeline_recorder_factory(sample_rate=1, sampler_hook=lambda f: dropping_answer)
+    run_trace(KEPT_AT_2, children=2)
+    assert recorder.events == []
+
+
+def test_sampler_hook_can_drop_some_spans_and_keep_others(beeline_recorder_factory):
+    def sampler(fields):
+        if fields.get("name") == "child-0":
+            return False, 0
+        return True, 1
+
+    recorder = beeline_recorder_factory(sampler_hook=sampler)
+    run_trace("t1", children=2)
+    assert sorted(e["name"] for e in recorder.events) == ["child-1", "root"]
+
+
+def test_sampler_keep_whose_truth_test_raises_falls_back(beeline_recorder_factory, caplog):
+    class Undecided:
+        def __bool__(self):
+            raise RuntimeError("no truth value")
+
+    recorder = beeline_recorder_factory(sample_rate=2, sampler_hook=lambda f: (Undecided(), 1))
+    run_trace(KEPT_AT_2, children=0)
+    run_trace(DROPPED_AT_2, children=0)
+    assert [e["trace.trace_id"] for e in recorder.events] == [KEPT_AT_2]
+    assert "sampler_hook failed" in caplog.text
