@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import threading
-import warnings
 from typing import Any, Callable, Optional
 
 from beeline import config
@@ -287,9 +286,8 @@ def http_trace_propagation_hook() -> Optional[dict]:
 
 
 def marshal_trace_context() -> Optional[str]:
-    """DEPRECATED: the `X-Honeycomb-Trace` value for the active span."""
-    warnings.warn("beeline.marshal_trace_context is deprecated; use http_trace_propagation_hook",
-                  DeprecationWarning, stacklevel=2)
+    """Deprecated (in the docs only, as in the reference: no warning): the `X-Honeycomb-Trace`
+    value for the active span; use http_trace_propagation_hook."""
     bl = _GBL
     if bl is None:
         return None

@@ -1,19 +1,14 @@
 """The reference's deprecated API, kept apart from the hot path.
 
-Each call warns with DeprecationWarning (once per call site, Python's default) and then does
-what honeycomb-beeline 3.6.0 did.
+Each does what honeycomb-beeline 3.6.0 did and, as there, warns of nothing: they are marked
+deprecated in the docs only, so a test suite run with `-W error` keeps passing after the switch.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Optional
 
 from beeline.trace import active_span
-
-
-def _deprecated(name: str, instead: str) -> None:
-    warnings.warn(f"beeline.{name} is deprecated; use {instead}", DeprecationWarning, stacklevel=3)
 
 
 class DeprecatedBeelineMethods:
@@ -22,19 +17,19 @@ class DeprecatedBeelineMethods:
     tracer_impl: Any
 
     def send_now(self, data: dict) -> None:
-        _deprecated("send_now", "a span (beeline.tracer) or libhoney directly")
+        """Deprecated: use a span (beeline.tracer) or libhoney directly."""
         self._run_hooks_and_send(dict(data or {}))
 
     def add_field(self, name: str, value: Any) -> None:
-        _deprecated("add_field", "beeline.add_context_field")
+        """Deprecated: use beeline.add_context_field."""
         self.tracer_impl.add_context_field(name, value)
 
     def add(self, data: dict) -> None:
-        _deprecated("add", "beeline.add_context")
+        """Deprecated: use beeline.add_context."""
         self.tracer_impl.add_context(data)
 
     def new_event(self, data: Optional[dict] = None, trace_name: str = "") -> None:
-        _deprecated("new_event", "beeline.start_span or beeline.tracer")
+        """Deprecated: use beeline.start_span or beeline.tracer."""
         context = dict(data or {})
         if trace_name:
             context["name"] = trace_name
@@ -44,7 +39,7 @@ class DeprecatedBeelineMethods:
             self.tracer_impl.start_trace(context=context)
 
     def send_event(self) -> None:
-        _deprecated("send_event", "beeline.finish_span")
+        """Deprecated: use beeline.finish_span."""
         span = active_span()
         if span is None:
             return
@@ -54,7 +49,7 @@ class DeprecatedBeelineMethods:
             self.tracer_impl.finish_span(span)
 
     def send_all(self) -> None:
-        _deprecated("send_all", "beeline.finish_trace")
+        """Deprecated: use beeline.finish_trace."""
         span = active_span()
         while span is not None:
             if span.is_root():

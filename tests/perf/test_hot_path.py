@@ -10,6 +10,7 @@ import pytest
 import beeline
 from beeline.propagation.honeycomb import unmarshal_propagation_context
 from beeline.trace import Span, UnsampledSpan, generate_span_id, generate_trace_id
+from tests.warning_checks import no_warnings
 
 KEPT_AT_2 = "iow4KAFBl9u6lF4EYIcsFz60rXGvu7ph"
 DROPPED_AT_2 = "4YeYygWjTZ41zOBKUoYUaSVxPGm78rdU"
@@ -93,7 +94,7 @@ class TestSpansOfDroppedTraces:
     def test_deprecated_new_event_and_send_event_pop_the_right_span(self, beeline_recorder_factory):
         recorder = beeline_recorder_factory(sample_rate=2)
         root = beeline.start_trace({"name": "root"}, trace_id=DROPPED_AT_2)
-        with pytest.warns(DeprecationWarning):
+        with no_warnings():
             beeline.new_event({"step": 1}, trace_name="legacy")
             assert active() is not root
             beeline.send_event()
