@@ -160,9 +160,10 @@ class DictRequest(Request):
     def query(self) -> Any | None:
         return self._props.get("query")
 
-    def middleware_request(self) -> Any:
-        """The headers object exactly as given (as in the reference), not the props dict."""
-        return self._headers
+    def middleware_request(self) -> dict[str, Any]:
+        """``{"headers": ..., "props": ...}``, the objects as given, as honeycomb-beeline 3.6.0
+        returned them (hooks written for it index this dict)."""
+        return {"headers": self._headers, "props": self._props}
 
 
 def _read_header(request: Request, name: str) -> str | None:

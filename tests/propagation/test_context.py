@@ -112,7 +112,7 @@ class TestDictRequest:
         request = DictRequest(iter(pairs))
         assert request.header("other") == "two"
         assert request.header("TRACEPARENT") == "one"
-        assert list(request.middleware_request()) == pairs
+        assert list(request.middleware_request()["headers"]) == pairs
 
     def test_first_of_two_case_variants_wins(self) -> None:
         request = DictRequest([("tracestate", "first"), ("TraceState", "second")])
@@ -137,9 +137,13 @@ class TestDictRequest:
         empty = DictRequest({})
         assert [empty.method(), empty.scheme(), empty.host(), empty.path(), empty.query()] == [None] * 5
 
-    def test_middleware_request_is_the_headers_object(self) -> None:
-        headers = {"A": "1"}
-        assert DictRequest(headers, {"method": "GET"}).middleware_request() is headers
+    def test_middleware_request_holds_the_headers_and_props_as_given(self) -> None:
+        # What honeycomb-beeline 3.6.0 returned: custom parser hooks read ["headers"] and ["props"].
+        headers, props = {"A": "1"}, {"method": "GET"}
+        given = DictRequest(headers, props).middleware_request()
+        assert given == {"headers": headers, "props": props}
+        assert given["headers"] is headers and given["props"] is props
+        assert DictRequest({"B": "2"}).middleware_request() == {"headers": {"B": "2"}, "props": {}}
 
     def test_is_a_request(self) -> None:
         assert isinstance(DictRequest({}), Request)
