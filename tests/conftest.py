@@ -17,6 +17,9 @@ def _clean_beeline_state(monkeypatch):
                  "HONEYCOMB_DATASET", "HONEYCOMB_SERVICE", "SERVICE_NAME", "PROCESS_EXECUTABLE_NAME"):
         monkeypatch.delenv(name, raising=False)
     beeline.close()
+    # init() sets this module global from the key's kind, and close() leaves it (as in the
+    # reference): each test starts from the import-time value.
+    monkeypatch.setattr(beeline.propagation, "propagate_dataset", True)
     token = current_span_var.set(None)
     reset_warnings()
     logger = logging.getLogger("beeline")

@@ -52,9 +52,13 @@ class UnsupportedVersion(InvalidHeader):
 
 
 def marshal_propagation_context(
-    propagation_context: PropagationContext | None, propagate_dataset: bool = True
+    propagation_context: PropagationContext | None, propagate_dataset: bool | None = None
 ) -> str | None:
     """The ``X-Honeycomb-Trace`` value for a context, or None when it has no trace id.
+
+    ``dataset=`` is written only when the context has one and ``propagate_dataset`` is true;
+    by default that is :data:`beeline.propagation.propagate_dataset`, as in honeycomb-beeline
+    (``init()`` sets it False for Environments & Services keys).
 
     Trace fields that JSON cannot represent are written as their ``str()`` rather than
     failing the outgoing request. Raises ValueError when an id could not travel in a header
@@ -64,6 +68,8 @@ def marshal_propagation_context(
     ctx = propagation_context
     if ctx is None or not ctx.trace_id:
         return None
+    if propagate_dataset is None:
+        propagate_dataset = bool(_propagation.propagate_dataset)
     parts = []
     if propagate_dataset and ctx.dataset:
         parts.append("dataset=" + quote(ctx.dataset))
@@ -100,7 +106,8 @@ def unmarshal_propagation_context(
 def unmarshal_propagation_context_with_dataset(
     header: str,
 ) -> tuple[str | None, str | None, dict[str, Any], str | None]:
-    """``(trace_id, parent_id, trace_fields, dataset)`` from a header value.
+    """``(trace_id, parent_id, trace_fields, dataset)`` from a header value; the dataset is
+    None unless :data:`beeline.propagation.propagate_dataset` is true.
 
     Raises :class:`InvalidHeader` (a ValueError) for anything malformed, and its subclass
     :class:`UnsupportedVersion` for a version other than 1. Unknown keys are skipped so newer
@@ -128,7 +135,10 @@ def unmarshal_propagation_context_with_dataset(
         elif key == "parent_id":
             parent_id = value or None
         elif key == "dataset":
-            dataset = unquote(value) or None
+            # As in honeycomb-beeline: an Environments & Services key never takes a caller's
+            # dataset, whoever calls this (custom parser hooks do, as Honeycomb's docs show).
+            if _propagation.propagate_dataset:
+                dataset = unquote(value) or None
         elif key == "context":
             context = _decode_context(value)
 

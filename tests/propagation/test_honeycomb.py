@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+import beeline
 import beeline.propagation as propagation
 from beeline.propagation import DictRequest, PropagationContext, Request, honeycomb
 from beeline.propagation.honeycomb import (
@@ -338,3 +339,27 @@ class TestPropagationHook:
 
 def test_header_name_constant() -> None:
     assert honeycomb.HEADER == "X-Honeycomb-Trace"
+
+
+class TestDatasetFollowsTheKeyKind:
+    """Custom hooks call marshal/unmarshal directly (Honeycomb's docs show it): with an
+    Environments & Services key they never write or read `dataset=`, as in honeycomb-beeline."""
+
+    HEADER = f"1;dataset=upstream,trace_id={TRACE_ID},parent_id={SPAN_ID},context=e30="
+
+    def _init(self, writekey):
+        from beeline.testing import RecordingTransmission
+
+        beeline.init(writekey=writekey, dataset="ds", service_name="svc", transmission_impl=RecordingTransmission())
+
+    def test_environments_key_neither_writes_nor_reads_the_dataset(self) -> None:
+        self._init("e" * 22)  # an Environments & Services key
+        ctx = PropagationContext(TRACE_ID, SPAN_ID, {}, "upstream")
+        assert "dataset" not in _parts(marshal_propagation_context(ctx))
+        assert unmarshal_propagation_context_with_dataset(self.HEADER)[3] is None
+
+    def test_classic_key_writes_and_reads_the_dataset(self) -> None:
+        self._init("0" * 32)  # a classic key
+        ctx = PropagationContext(TRACE_ID, SPAN_ID, {}, "upstream")
+        assert _parts(marshal_propagation_context(ctx))["dataset"] == "upstream"
+        assert unmarshal_propagation_context_with_dataset(self.HEADER)[3] == "upstream"
