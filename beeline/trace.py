@@ -326,6 +326,10 @@ class Tracer:
         except Exception as exc:
             log.warning("http_trace_parser_hook returned %r, not a PropagationContext (%r)", type(parsed), exc)
             return self.open_trace(fields)
+        if parent_id and not trace_id:
+            # A custom hook's parent in no trace: a span under it would belong to no trace.
+            log.warning("http_trace_parser_hook returned a parent id without a trace id; starting a new trace")
+            parent_id = None
         span = self.open_trace(fields, trace_id or None, parent_id or None, dataset or None)
         trace = span.trace
         for key, value in propagated.items():

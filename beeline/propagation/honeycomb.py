@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -111,8 +112,8 @@ def unmarshal_propagation_context_with_dataset(
 
     Raises :class:`InvalidHeader` (a ValueError) for anything malformed, and its subclass
     :class:`UnsupportedVersion` for a version other than 1. Unknown keys are skipped so newer
-    writers can add some. A missing trace id is allowed when a parent id is present: the
-    tracer then starts a new trace id under that parent.
+    writers can add some. A missing trace id is allowed when a parent id is present, as
+    in honeycomb-beeline; :func:`http_trace_parser_hook` refuses such a header.
     """
     if not isinstance(header, str):
         raise InvalidHeader(f"expected text, got {type(header).__name__}")
@@ -168,8 +169,24 @@ def _decode_context(value: str) -> dict[str, Any]:
             f"context is not valid JSON: {type(exc).__name__}"
         ) from None
     if not isinstance(fields, dict):
-        raise InvalidHeader(f"context is a JSON {type(fields).__name__}, not an object")
+        # Valid JSON that is not an object carries no trace fields; the ids still hold, as
+        # honeycomb-beeline kept them.
+        return {}
     return fields
+
+
+# The ids an incoming header may carry: what every beeline writes (hex, UUIDs), and no more,
+# so a hostile header cannot put arbitrary text into every span and downstream call.
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _check_incoming_ids(trace_id: str | None, parent_id: str | None) -> None:
+    if trace_id is None:
+        # A parent in no trace: continuing it would make a span whose parent exists nowhere.
+        raise InvalidHeader("no trace_id; starting a new trace")
+    for name, value in (("trace_id", trace_id), ("parent_id", parent_id)):
+        if value is not None and not _ID_SHAPE.fullmatch(value):
+            raise InvalidHeader(f"{name} is not 1 to 64 of A-Z a-z 0-9 _ . -")
 
 
 def http_trace_parser_hook(request: Request) -> PropagationContext | None:
@@ -187,6 +204,7 @@ def http_trace_parser_hook(request: Request) -> PropagationContext | None:
         trace_id, parent_id, context, dataset = (
             unmarshal_propagation_context_with_dataset(value)
         )
+        _check_incoming_ids(trace_id, parent_id)
     except Exception as exc:  # noqa: BLE001 - never let a bad header or request adapter reach the app
         _log.warning(
             "ignoring malformed %s header %r: %s", HEADER, _shorten(value), exc

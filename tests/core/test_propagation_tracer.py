@@ -90,13 +90,25 @@ def test_custom_parser_hook_is_honoured(beeline_recorder_factory):
     assert recorder.find(name="in")["trace.trace_id"] == "custom"
 
 
-def test_header_without_trace_id_continues_with_a_new_id(beeline_recorder):
+def test_header_without_trace_id_starts_a_new_trace_with_one_warning(beeline_recorder, caplog):
     header = "1;parent_id=p1,context=e30="
-    root = beeline.propagate_and_start_trace({"name": "in"}, DictRequest({"X-Honeycomb-Trace": header}))
-    beeline.finish_trace(root)
+    with caplog.at_level("WARNING", logger="beeline"):
+        root = beeline.propagate_and_start_trace({"name": "in"}, DictRequest({"X-Honeycomb-Trace": header}))
+        beeline.finish_trace(root)
     event = beeline_recorder.find(name="in")
-    assert len(event["trace.trace_id"]) == 32 and event["trace.parent_id"] == "p1"
-    assert event["meta.span_type"] == "subroot"
+    assert len(event["trace.trace_id"]) == 32 and event["trace.parent_id"] is None
+    assert event["meta.span_type"] == "root"
+    assert len([r for r in caplog.records if r.name == "beeline"]) == 1
+
+
+def test_custom_hook_parent_without_trace_id_starts_a_new_trace(beeline_recorder_factory, caplog):
+    recorder = beeline_recorder_factory(http_trace_parser_hook=lambda r: PropagationContext(None, "p1"))
+    with caplog.at_level("WARNING", logger="beeline"):
+        root = beeline.propagate_and_start_trace({"name": "in"}, DictRequest({}))
+        beeline.finish_trace(root)
+    event = recorder.find(name="in")
+    assert event["trace.parent_id"] is None and event["meta.span_type"] == "root"
+    assert len([r for r in caplog.records if r.name == "beeline"]) == 1
 
 
 def test_classic_keys_send_spans_to_the_upstream_dataset(beeline_recorder):

@@ -85,9 +85,11 @@ class TestDefaultParser:
         assert default.http_trace_parser_hook(request) is None
         assert len(beeline_warnings.records) == 2
 
-    def test_honeycomb_with_parent_only_is_used_without_fallback(self) -> None:
+    def test_honeycomb_with_parent_only_falls_back_to_traceparent(self) -> None:
+        # A parent in no trace is refused, so the request's other header decides.
         request = DictRequest({"X-Honeycomb-Trace": f"1;parent_id={SPAN_ID}", "traceparent": TRACEPARENT})
-        assert default.http_trace_parser_hook(request) == PropagationContext(None, SPAN_ID, {})
+        ctx = default.http_trace_parser_hook(request)
+        assert ctx is not None and ctx.trace_id == TRACEPARENT.split("-")[1]
 
 
 class TestDefaultPropagation:

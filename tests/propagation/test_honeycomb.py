@@ -182,11 +182,21 @@ class TestUnmarshalLeniency:
         header = f"1;trace_id={TRACE_ID},parent_id={SPAN_ID}"
         assert unmarshal_propagation_context(header) == (TRACE_ID, SPAN_ID, {})
 
-    def test_missing_trace_id_keeps_the_parent(self) -> None:
+    def test_missing_trace_id_is_read_by_unmarshal_but_refused_by_the_parser(self, beeline_warnings) -> None:
+        # unmarshal reads it as honeycomb-beeline did; the parser hook will not continue a
+        # parent that belongs to no trace.
         header = f"1;parent_id={SPAN_ID},context=e30="
         assert unmarshal_propagation_context(header) == (None, SPAN_ID, {})
-        ctx = http_trace_parser_hook(_request(header))
-        assert ctx == PropagationContext(None, SPAN_ID, {}, None)
+        assert http_trace_parser_hook(_request(header)) is None
+        assert len(beeline_warnings.records) == 1
+        assert "no trace_id" in beeline_warnings.messages[0]
+
+    @pytest.mark.parametrize("context", [b"[1, 2]", b'"x"', b"3", b"null"], ids=["array", "string", "number", "null"])
+    def test_context_that_is_json_but_not_an_object_keeps_the_ids(self, context: bytes, beeline_warnings) -> None:
+        header = f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_b64(context)}"
+        assert unmarshal_propagation_context(header) == (TRACE_ID, SPAN_ID, {})
+        assert http_trace_parser_hook(_request(header)) == PropagationContext(TRACE_ID, SPAN_ID, {})
+        assert beeline_warnings.records == []
 
     def test_missing_parent_id_keeps_the_trace(self) -> None:
         header = f"1;trace_id={TRACE_ID}"
@@ -205,7 +215,6 @@ class TestUnmarshalLeniency:
         assert unmarshal_propagation_context(header) == (TRACE_ID, SPAN_ID, {})
 
 
-_JSON_STRING = _b64(b'"x"')
 _NOT_UTF8 = _b64(b'{"a": "' + bytes([0xFF]) + b'"}')
 
 MALFORMED = {
@@ -219,14 +228,43 @@ MALFORMED = {
     "bad-base64-length": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context=e30=e",
     "impossible-length": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context=abcde",
     "not-json": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_b64(b'not json')}",
-    "json-array": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_b64(b'[1, 2]')}",
-    "json-string": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_JSON_STRING}",
     "not-utf8": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_NOT_UTF8}",
     "deep-nesting": f"1;trace_id={TRACE_ID},parent_id={SPAN_ID},context={_b64(b'[' * 100_000)}",
     "version-2": f"2;trace_id={TRACE_ID},parent_id={SPAN_ID},context=e30=",
     "version-0": f"0;trace_id={TRACE_ID},parent_id={SPAN_ID},context=e30=",
     "version-text": f"v1;trace_id={TRACE_ID},parent_id={SPAN_ID},context=e30=",
 }
+
+
+# Ids the parser hook refuses (unmarshal reads them; the hook decides what a request may bring).
+REFUSED_IDS = {
+    "trace-id-65-chars": f"1;trace_id={'a' * 65},parent_id={SPAN_ID}",
+    "parent-id-65-chars": f"1;trace_id={TRACE_ID},parent_id={'b' * 65}",
+    "trace-id-with-space": f"1;trace_id=abc%20def,parent_id={SPAN_ID}",
+    "trace-id-with-quote": f"1;trace_id=abc\"def,parent_id={SPAN_ID}",
+    "parent-id-with-slash": f"1;trace_id={TRACE_ID},parent_id=a/b",
+    "parent-id-non-ascii": f"1;trace_id={TRACE_ID},parent_id=\u00e9t\u00e9",
+    "parent-only": f"1;parent_id={SPAN_ID}",
+}
+
+
+class TestIncomingIdShapes:
+    @pytest.mark.parametrize("header", REFUSED_IDS.values(), ids=REFUSED_IDS.keys())
+    def test_parser_hook_refuses_the_id_with_one_warning(self, header: str, beeline_warnings) -> None:
+        assert http_trace_parser_hook(_request(header)) is None
+        assert len(beeline_warnings.records) == 1
+        assert "X-Honeycomb-Trace" in beeline_warnings.messages[0]
+
+    @pytest.mark.parametrize(
+        "trace_id,parent_id",
+        [("a" * 64, "b" * 64), ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+         ("4f1a0ee2-1a3b-4c5d-9e8f-001122334455", "span_1.2-x"), ("A", "Z")],
+        ids=["64-chars", "w3c-hex", "uuid-and-punctuation", "one-char"],
+    )
+    def test_every_documented_shape_is_accepted(self, trace_id: str, parent_id: str, beeline_warnings) -> None:
+        header = f"1;trace_id={trace_id},parent_id={parent_id}"
+        assert http_trace_parser_hook(_request(header)) == PropagationContext(trace_id, parent_id, {})
+        assert beeline_warnings.records == []
 
 
 class TestMalformed:
