@@ -20,13 +20,14 @@ from beeline.decorators import NamedSpanContext as _NamedSpanContext
 from beeline.decorators import traced_impl as _traced_impl
 from beeline.decorators import traced_thread as _traced_thread
 from beeline.decorators import untraced
-from beeline.trace import Span
+from beeline.trace import Span, SynchronousTracer
 from beeline.trace import active_span as _active_span
 from beeline.trace import current_span_var as _current_span_var
 from beeline.version import VERSION
 
 __all__ = [
     "Beeline",
+    "SynchronousTracer",
     "USER_AGENT_ADDITION",
     "VERSION",
     "add",

@@ -13,18 +13,11 @@ from contextvars import copy_context
 from functools import wraps
 from typing import Any, Callable, Optional
 
-from beeline.trace import Span, Tracer, active_span, current_span_var
+from beeline.trace import Span, Tracer, active_span, current_span_var, stringify_exception
 
 log = logging.getLogger("beeline")
 _get_current = current_span_var.get
 _set_current = current_span_var.set
-
-
-def stringify_exception(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return "unable to decode exception"
 
 
 def exception_fields(exc: BaseException) -> dict:

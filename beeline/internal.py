@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from beeline.decorators import stringify_exception  # noqa: F401  (reference name)
+from beeline.trace import stringify_exception  # noqa: F401  (reference name)
 
 _logger = logging.getLogger("beeline")
 _warned: set = set()

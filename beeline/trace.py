@@ -41,6 +41,14 @@ from beeline.spans import (  # noqa: F401  (the reference's names live in beelin
 log = logging.getLogger("beeline")
 
 
+def stringify_exception(exc: BaseException) -> str:
+    """`str(exc)`, or a fixed text when the exception's own `__str__` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return "unable to decode exception"
+
+
 class Tracer:
     """The state API of the reference's Tracer, over the ContextVar state.
 
@@ -394,3 +402,8 @@ def unmarshal_trace_context(trace_header: str):
     from beeline.propagation.honeycomb import unmarshal_propagation_context
 
     return unmarshal_propagation_context(trace_header)
+
+
+# The reference's two tracers (thread-local and asyncio) are one here: the ContextVar state
+# serves both, so both of its names refer to this class.
+SynchronousTracer = Tracer

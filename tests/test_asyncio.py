@@ -227,6 +227,31 @@ class TestTaskFactories:
         assert {getattr(c, "__name__", None) for c in made} >= {"fetch"}
         assert {ev["trace.parent_id"] for ev in rec.spans(name="fetch")} == {root.id}
 
+    @pytest.mark.parametrize("with_parent", [False, True], ids=["alone", "over-a-custom-factory"])
+    def test_the_reference_task_factory_can_still_be_installed(self, beeline_recorder, with_parent):
+        from beeline.aiotrace import create_task_factory
+
+        made = []
+
+        def parent(loop, coro, **kwargs):
+            made.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        def loop_with_factory():
+            loop = asyncio.new_event_loop()
+            # What code written for honeycomb-beeline did at startup.
+            loop.set_task_factory(create_task_factory(parent if with_parent else None))
+            return loop
+
+        async def main():
+            with beeline.tracer("request") as root:
+                await asyncio.gather(fetch("a"), fetch("b"))
+            return root
+
+        root = run(main, loop_factory=loop_with_factory)
+        assert {ev["trace.parent_id"] for ev in beeline_recorder.spans(name="fetch")} == {root.id}
+        assert (len(made) >= 2) is with_parent
+
     def test_uvloop(self, beeline_recorder):
         uvloop = pytest.importorskip("uvloop")
 

@@ -261,9 +261,21 @@ class HoneyMiddlewareBase:
 
     # ---- Django's middleware protocol -----------------------------------------------------------
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The reference's middleware was synchronous, and so is an override of its
+        # create_http_event: Django must call such a subclass synchronously.
+        if "create_http_event" in vars(cls) and "async_capable" not in vars(cls):
+            cls.async_capable = False
+
     def __call__(self, request: Any) -> Any:
         if self._is_async:
             return self.__acall__(request)
+        return self.create_http_event(request)
+
+    def create_http_event(self, request: Any) -> Any:
+        """Serve one request synchronously inside its root span (the reference's name for it:
+        a subclass may override it and call `super().create_http_event(request)`)."""
         trace = self._start(request)
         if trace is None:
             return self.get_response(request)

@@ -90,13 +90,30 @@ class HoneyMiddleware:
 
 
 class HoneyDBMiddleware:
-    """A `flask_db_query` span for each SQL statement the app's SQLAlchemy engines run."""
+    """A `flask_db_query` span for each SQL statement the app's SQLAlchemy engines run.
 
-    def __init__(self, app: flask.Flask, engines: Optional[Iterable[Any]] = None) -> None:
+    As in honeycomb-beeline, `HoneyDBMiddleware(app)` or `HoneyDBMiddleware()` then
+    `init_app(app)`; a subclass may override `init_app` and the three SQLAlchemy listeners
+    (`before_cursor_execute`, `after_cursor_execute`, `handle_error`), and its overrides are the
+    listeners then attached (calling `super()` keeps the default span).
+    """
+
+    def __init__(self, app: Optional[flask.Flask] = None, engines: Optional[Iterable[Any]] = None) -> None:
+        self.app = app
+        self._engines = list(engines) if engines is not None else None
+        # The tracer the default listeners hand each statement to, set when they are attached.
+        self._delegate: Any = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Attach the listeners to `app`'s engines (now, or at its first request)."""
         self.app = app
         try:
             state = _instrumentation(app)
-            state.want_db(list(engines) if engines is not None else None)
+            if _overrides_listeners(type(self)):
+                state.db_middleware = self
+            state.want_db(self._engines)
             state.install_hooks()
             if not state.db_pending:
                 return
@@ -110,6 +127,29 @@ class HoneyDBMiddleware:
                     state.attach_db(found)
         except Exception:
             warn_once("flask_db_install", "beeline: could not set up DB spans for the Flask app", exc_info=True)
+
+    # The SQLAlchemy engine listeners, with SQLAlchemy's arguments.
+
+    def before_cursor_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        (self._delegate or _query_tracer()).before_cursor_execute(
+            conn, cursor, statement, parameters, context, executemany)
+
+    def after_cursor_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        (self._delegate or _query_tracer()).after_cursor_execute(
+            conn, cursor, statement, parameters, context, executemany)
+
+    def handle_error(self, context) -> None:
+        (self._delegate or _query_tracer()).handle_error(context)
+
+    def listeners(self) -> list:
+        return [(name, getattr(self, name)) for name in _DB_LISTENERS]
+
+
+_DB_LISTENERS = ("before_cursor_execute", "after_cursor_execute", "handle_error")
+
+
+def _overrides_listeners(cls: type) -> bool:
+    return any(getattr(cls, name) is not getattr(HoneyDBMiddleware, name) for name in _DB_LISTENERS)
 
 
 def unpatch(app: flask.Flask) -> bool:
@@ -148,6 +188,8 @@ class _AppInstrumentation:
         self.db_pending = False
         self.db_explicit: Optional[List[Any]] = None
         self.db_targets: List[Any] = []
+        # A HoneyDBMiddleware subclass with listeners of its own: attached instead of ours.
+        self.db_middleware: Optional[HoneyDBMiddleware] = None
 
     @property
     def app(self) -> Optional[flask.Flask]:
@@ -207,6 +249,10 @@ class _AppInstrumentation:
                              "of every SQLAlchemy engine inside this app's context", app.name)
                     targets, tracer = [Engine], _fallback_query_tracer()
                     _fallback_apps.add(app)
+            middleware = self.db_middleware
+            if middleware is not None:
+                middleware._delegate = tracer
+                tracer = middleware
             for target in targets:
                 instrument_engine(target, tracer, owner=app)
                 if target not in self.db_targets:

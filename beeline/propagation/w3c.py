@@ -29,7 +29,11 @@ __all__ = [
     "http_trace_parser_hook",
     "http_trace_propagation_hook",
     "marshal_propagation_context_w3c",
+    "marshal_traceparent",
+    "marshal_tracestate",
     "unmarshal_propagation_context_w3c",
+    "unmarshal_traceparent",
+    "unmarshal_tracestate",
 ]
 
 TRACEPARENT_HEADER = "traceparent"
@@ -111,6 +115,35 @@ def marshal_propagation_context_w3c(
         # An unusable tracestate is dropped: the trace itself still propagates.
         tracestate = None
     return traceparent, tracestate
+
+
+# The reference's four helpers, same arguments and return values, for custom hooks built on them.
+
+
+def marshal_traceparent(propagation_context: PropagationContext | None) -> str | None:
+    """The ``traceparent`` value for a context; None without a context (or, unlike the
+    reference, which wrote ``00-None-...``, without both ids)."""
+    return marshal_propagation_context_w3c(propagation_context)[0]
+
+
+def marshal_tracestate(propagation_context: PropagationContext | None) -> str | None:
+    """The ``tracestate`` value for a context: its ``tracestate`` trace field, or None."""
+    return marshal_propagation_context_w3c(propagation_context)[1]
+
+
+def unmarshal_traceparent(header: str) -> tuple[str, str, str] | None:
+    """``(trace_id, parent_id, trace_flags)`` from a ``traceparent`` value; None when it is
+    not a valid one."""
+    try:
+        trace_id, parent_id, fields = unmarshal_propagation_context_w3c(header, None)
+    except (TypeError, ValueError):
+        return None
+    return trace_id, parent_id, fields["traceflags"]
+
+
+def unmarshal_tracestate(header: str | None) -> str | None:
+    """The ``tracestate`` value as it came: the reference treats it as opaque, and so do we."""
+    return header
 
 
 def _header_safe(value: str) -> bool:

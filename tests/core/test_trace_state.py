@@ -159,3 +159,11 @@ def test_a_span_finished_elsewhere_stays_the_parent_while_its_trace_runs(beeline
     # Once the trace has ended, that context no longer adds anything to it.
     assert task_context.run(beeline.start_span, {"name": "after-the-end"}) is None
     assert [e["name"] for e in beeline_recorder.events] == ["spawner", "late", "request"]
+
+
+def test_the_reference_tracer_names_are_the_one_tracer():
+    import beeline.aiotrace
+    import beeline.trace
+
+    assert beeline.SynchronousTracer is beeline.trace.SynchronousTracer is beeline.trace.Tracer
+    assert beeline.aiotrace.AsyncioTracer is beeline.aiotrace.Tracer is beeline.trace.Tracer

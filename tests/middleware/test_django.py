@@ -292,6 +292,25 @@ class TestOverrides:
         for root in (sync_root, async_root):
             assert root["app.view_module"] == "tests.middleware.django_project.views"
 
+    def test_a_create_http_event_override_serves_every_request(self, beeline_recorder, use_middleware):
+        from django.test import AsyncClient
+
+        from tests.middleware.django_project.middleware import WrappedEvent
+
+        use_middleware("tests.middleware.django_project.middleware.WrappedEvent")
+        WrappedEvent.calls = 0
+        sync_response = client().get("/hello/")
+
+        async def go():
+            return await AsyncClient().get("/async/")
+
+        async_response = run_async(go)
+        assert WrappedEvent.calls == 2
+        assert sync_response["X-Wrapped"] == async_response["X-Wrapped"] == "yes"
+        sync_root, async_root = roots(beeline_recorder)
+        assert sync_root["request.path"] == "/hello/" and async_root["request.path"] == "/async/"
+        assert sync_root["response.status_code"] == async_root["response.status_code"] == 200
+
     def test_the_async_middleware_needs_no_thread_for_process_view(self):
         from asgiref.sync import iscoroutinefunction
 

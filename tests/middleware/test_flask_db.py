@@ -201,6 +201,53 @@ class TestQuerySpans:
         assert beeline_recorder.find(name="nightly_job")["rollup.db.call_count"] == 1.0
 
 
+class TestReferenceSubclassing:
+    """HoneyDBMiddleware as honeycomb-beeline users extend it: init_app later, listeners overridden."""
+
+    def test_init_app_after_construction(self, beeline_recorder, tmp_path):
+        app, db, User = make_app(tmp_path)
+        db.init_app(app)
+        create_tables(app, db)
+        app.wsgi_app = flask_mw.HoneyWSGIMiddleware(app.wsgi_app)
+        middleware = HoneyDBMiddleware()
+        middleware.init_app(app)
+        with app.test_client().get("/users/ann") as response:
+            assert response.status_code == 200
+        assert middleware.app is app
+        assert len(db_spans(beeline_recorder)) == 1
+
+    def test_overridden_listeners_are_the_ones_attached(self, beeline_recorder, tmp_path):
+        seen = []
+
+        class Annotating(HoneyDBMiddleware):
+            def before_cursor_execute(self, conn, cursor, statement, parameters, context, executemany):
+                super().before_cursor_execute(conn, cursor, statement, parameters, context, executemany)
+                beeline.add_context_field("app.statement_kind", statement.split()[0])
+
+            def after_cursor_execute(self, conn, cursor, statement, parameters, context, executemany):
+                seen.append("after")
+                super().after_cursor_execute(conn, cursor, statement, parameters, context, executemany)
+
+            def handle_error(self, context):
+                seen.append("error")
+                super().handle_error(context)
+
+        app, db, _ = make_app(tmp_path)
+        db.init_app(app)
+        create_tables(app, db)
+        HoneyMiddleware(app, db_events=False)
+        Annotating(app)
+        client = app.test_client()
+        with client.get("/users/ann") as response:
+            assert response.status_code == 200
+        with client.get("/bad-sql") as response:
+            assert response.status_code == 500
+        ok, failed = db_spans(beeline_recorder)
+        assert ok["app.statement_kind"] == "SELECT" and "db.duration" in ok
+        assert failed["db.error"] and failed["app.statement_kind"] == "SELECT"
+        assert seen == ["after", "error"]
+
+
 class TestListeners:
     def test_only_the_apps_engines_and_only_once(self, beeline_recorder, tmp_path):
         app, db, _ = make_app(tmp_path)

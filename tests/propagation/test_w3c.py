@@ -11,7 +11,11 @@ from beeline.propagation.w3c import (
     http_trace_parser_hook,
     http_trace_propagation_hook,
     marshal_propagation_context_w3c,
+    marshal_traceparent,
+    marshal_tracestate,
     unmarshal_propagation_context_w3c,
+    unmarshal_traceparent,
+    unmarshal_tracestate,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -262,3 +266,28 @@ class TestIdConversion:
 
     def test_valid_ids_are_untouched(self) -> None:
         assert self._traceparent(TRACE_ID, SPAN_ID) == f"00-{TRACE_ID}-{SPAN_ID}-01"
+
+
+class TestReferenceHelpers:
+    """The four helpers of honeycomb-beeline 3.6.0's w3c module, with its return values (read off
+    3.6.0 for these inputs), for custom hooks built on them."""
+
+    def test_marshal_traceparent_and_tracestate(self) -> None:
+        ctx = PropagationContext(TRACE_ID, SPAN_ID, {"tracestate": TRACESTATE})
+        assert marshal_traceparent(ctx) == f"00-{TRACE_ID}-{SPAN_ID}-01"
+        assert marshal_tracestate(ctx) == TRACESTATE
+        flagged = PropagationContext(TRACE_ID, SPAN_ID, {"traceflags": "00"})
+        assert marshal_traceparent(flagged) == f"00-{TRACE_ID}-{SPAN_ID}-00"
+        assert marshal_tracestate(flagged) is None
+        assert marshal_traceparent(None) is None and marshal_tracestate(None) is None
+
+    def test_unmarshal_traceparent_gives_ids_and_flags_or_none(self) -> None:
+        assert unmarshal_traceparent(f"00-{TRACE_ID}-{SPAN_ID}-00") == (TRACE_ID, SPAN_ID, "00")
+        assert unmarshal_traceparent(f"01-{TRACE_ID}-{SPAN_ID}-01-future") == (TRACE_ID, SPAN_ID, "01")
+        zero_trace, version_ff = f"00-{'0' * 32}-{SPAN_ID}-01", f"ff-{TRACE_ID}-{SPAN_ID}-01"
+        for bad in ("bad", zero_trace, version_ff, f"00-{TRACE_ID}-{SPAN_ID}-01-x"):
+            assert unmarshal_traceparent(bad) is None
+
+    def test_unmarshal_tracestate_is_opaque(self) -> None:
+        assert unmarshal_tracestate(TRACESTATE) == TRACESTATE
+        assert unmarshal_tracestate(None) is None

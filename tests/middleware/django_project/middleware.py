@@ -30,3 +30,15 @@ class BrokenOverrides(HoneyMiddleware):
 
     def get_context_from_response(self, request, response):
         raise RuntimeError("broken response override")
+
+
+class WrappedEvent(HoneyMiddleware):
+    """Overrides create_http_event, the reference's per-request method, around super()."""
+
+    calls = 0
+
+    def create_http_event(self, request):
+        WrappedEvent.calls += 1
+        response = super().create_http_event(request)
+        response["X-Wrapped"] = "yes"
+        return response
